@@ -1,0 +1,8 @@
+"""Telemetra: an open-source IoT device and telemetry platform."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("telemetra")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"

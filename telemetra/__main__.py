@@ -1,0 +1,3 @@
+from telemetra.cli import app
+
+app()

@@ -1,0 +1,63 @@
+"""The ASGI application: ``create_app(settings)`` builds it, the lifespan wires storage."""
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from telemetra import __version__
+from telemetra.auth import service as auth_service
+from telemetra.auth.endpoints import router as auth_router
+from telemetra.db.engine import create_engine
+from telemetra.db.migrate import upgrade
+from telemetra.kit.middleware import RequestIdMiddleware
+from telemetra.kit.problems import install_problem_handlers
+from telemetra.orgs.endpoints import router as orgs_router
+from telemetra.settings import Settings, get_settings
+from telemetra.system.endpoints import health_router, router as system_router
+from telemetra.users.endpoints import router as users_router
+
+log = logging.getLogger("telemetra")
+
+API_PREFIX = "/api/v1"
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    for feature in (auth_router, users_router, orgs_router, system_router):
+        router.include_router(feature)
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        try:
+            await upgrade(engine)
+            async with engine.begin() as conn:
+                await auth_service.ensure_superadmin(conn, settings)
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Telemetra",
+        version=__version__,
+        description="Open-source IoT device and telemetry platform. Errors are "
+                    "`application/problem+json` with a stable `code`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_router())
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(RequestIdMiddleware)
+    return app

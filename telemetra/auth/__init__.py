@@ -1,0 +1,1 @@
+"""Accounts: sign-up, login, tokens, users and roles."""

@@ -1,0 +1,133 @@
+"""Who is calling: a user (access JWT) or a device (its ``tdk_`` key), and what they may do."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy import exists, select
+
+from telemetra.auth.roles import Role
+from telemetra.auth.tokens import decode_access_token
+from telemetra.db.tables import devices, revoked_access_tokens, users
+from telemetra.kit.db import ConnDep
+from telemetra.kit.errors import Forbidden, Unauthorized
+from telemetra.kit.secrets import same_hash
+
+DEVICE_KEY_PREFIX = "tdk_"
+DEVICE_KEY_LOOKUP_CHARS = 12  # "tdk_" + 8 random characters, stored in clear to find the row
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False,
+                                     description="User access token, or a device key")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="Device key (starts with tdk_)")
+
+
+@dataclass(frozen=True)
+class AuthUser:
+    id: int
+    organization_id: int
+    username: str
+    role: Role
+    is_superadmin: bool
+    token_id: str
+    token_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AuthDevice:
+    id: int
+    organization_id: int
+    status: str
+
+
+async def _device_from_key(conn, key: str) -> AuthDevice:
+    row = (await conn.execute(
+        select(devices.c.id, devices.c.organization_id, devices.c.status, devices.c.api_key_hash)
+        .where(devices.c.api_key_prefix == key[:DEVICE_KEY_LOOKUP_CHARS])
+    )).first()
+    if row is None or not same_hash(key, row.api_key_hash):
+        raise Unauthorized("invalid device key")
+    if row.status == "inactive":
+        raise Forbidden("this device is inactive; a user must reactivate it")
+    return AuthDevice(id=row.id, organization_id=row.organization_id, status=row.status)
+
+
+async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
+    claims = decode_access_token(token, request.app.state.settings.secret_key)
+    revoked = exists().where(revoked_access_tokens.c.jti == claims.jti)
+    row = (await conn.execute(
+        select(users.c.id, users.c.organization_id, users.c.username, users.c.role,
+               users.c.is_superadmin, users.c.is_active, revoked.label("revoked"))
+        .where(users.c.id == claims.user_id)
+    )).first()
+    if row is None or row.revoked:
+        raise Unauthorized("access token is no longer valid")
+    if not row.is_active:
+        raise Unauthorized("this account is deactivated")
+    return AuthUser(id=row.id, organization_id=row.organization_id, username=row.username,
+                    role=Role(row.role), is_superadmin=bool(row.is_superadmin),
+                    token_id=claims.jti, token_expires_at=claims.expires_at)
+
+
+async def get_principal(
+    request: Request,
+    conn: ConnDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> AuthUser | AuthDevice:
+    if api_key:
+        return await _device_from_key(conn, api_key)
+    if not bearer:
+        raise Unauthorized("authentication required: a Bearer token or an X-API-Key")
+    if bearer.startswith(DEVICE_KEY_PREFIX):
+        return await _device_from_key(conn, bearer)
+    return await _user_from_token(request, conn, bearer)
+
+
+Principal = Annotated[AuthUser | AuthDevice, Depends(get_principal)]
+
+
+async def current_user(principal: Principal) -> AuthUser:
+    if isinstance(principal, AuthDevice):
+        raise Forbidden("this endpoint needs a user's access token, not a device key")
+    return principal
+
+
+CurrentUser = Annotated[AuthUser, Depends(current_user)]
+
+
+def require_role(minimum: Role):
+    async def dependency(user: CurrentUser) -> AuthUser:
+        if not user.role.at_least(minimum):
+            raise Forbidden(f"this needs the {minimum.value} role or higher")
+        return user
+
+    dependency.__name__ = f"require_{minimum.value}"
+    return dependency
+
+
+Viewer = CurrentUser
+Member = Annotated[AuthUser, Depends(require_role(Role.member))]
+Admin = Annotated[AuthUser, Depends(require_role(Role.admin))]
+Owner = Annotated[AuthUser, Depends(require_role(Role.owner))]
+
+
+async def superadmin(user: CurrentUser) -> AuthUser:
+    if not user.is_superadmin:
+        raise Forbidden("this needs a superadmin")
+    return user
+
+
+Superadmin = Annotated[AuthUser, Depends(superadmin)]
+
+
+async def device_or_member(principal: Principal) -> AuthUser | AuthDevice:
+    """A device acting for itself, or a user with write access (members and up)."""
+    if isinstance(principal, AuthUser) and not principal.role.at_least(Role.member):
+        raise Forbidden("this needs the member role or higher")
+    return principal
+
+
+DeviceOrMember = Annotated[AuthUser | AuthDevice, Depends(device_or_member)]

@@ -1,0 +1,117 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, status
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from telemetra.auth import service
+from telemetra.auth.dependencies import CurrentUser
+from telemetra.auth.schemas import (LoginRequest, LogoutRequest, Me, PasswordChange,
+                                    RefreshRequest, SignupRequest, TokenPair, User)
+from telemetra.db.tables import organizations
+from telemetra.kit.db import ConnDep, TransactionalRoute
+from telemetra.kit.errors import Invalid, TelemetraError
+from telemetra.kit.problems import problem
+from telemetra.users.service import get_user
+
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=TransactionalRoute)
+
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {
+        "username": {"type": "string", "description": "Username or email"},
+        "password": {"type": "string", "format": "password"},
+        "grant_type": {"type": "string", "enum": ["password"]},
+        "scope": {"type": "string"},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+    },
+}
+_LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA},
+            "application/json": {"schema": LoginRequest.model_json_schema()},
+        },
+    }
+}
+
+
+class UnsupportedMediaType(TelemetraError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported Media Type"
+
+
+@router.post("/signup", response_model=User, status_code=status.HTTP_201_CREATED,
+             summary="Create an account", responses={409: {"description": "Username taken"}})
+async def signup(body: SignupRequest, conn: ConnDep, request: Request):
+    organization_id, user_id = await service.signup(conn, body, request.app.state.settings)
+    return await get_user(conn, organization_id, user_id)
+
+
+async def _login_body(request: Request) -> LoginRequest:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            data = await request.json()
+        except ValueError:
+            raise Invalid("the body is not valid JSON", loc=["body"]) from None
+    elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        data = {"username": form.get("username"), "password": form.get("password")}
+        if not isinstance(data["username"], str) or not isinstance(data["password"], str):
+            raise Invalid("form fields username and password are required", loc=["body"])
+    else:
+        raise UnsupportedMediaType("send application/json or application/x-www-form-urlencoded")
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object", loc=["body"])
+    return LoginRequest.model_validate(data)
+
+
+@router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY,
+             summary="Log in (OAuth2 password form or JSON)",
+             description="Accepts the OAuth2 password form (so Swagger's Authorize works) or "
+                         "JSON `{username or email, password}`.")
+async def login(request: Request, conn: ConnDep):
+    body = await _login_body(request)
+    user = await service.authenticate(conn, body.identity, body.password)
+    return await service.issue_tokens(conn, user["id"], request.app.state.settings)
+
+
+@router.post("/refresh", response_model=TokenPair, summary="Rotate a refresh token",
+             description="The presented refresh token is spent. Presenting a spent token again "
+                         "revokes every token of its family (reuse detection).")
+async def refresh_tokens(body: RefreshRequest, conn: ConnDep, request: Request):
+    pair = await service.refresh(conn, body.refresh_token, request.app.state.settings)
+    if pair is None:
+        # Returned, not raised: the family's revocation must be committed.
+        return problem(401, "refresh token reuse detected; all tokens of this session are "
+                            "revoked, log in again", headers={"WWW-Authenticate": "Bearer"})
+    return pair
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT,
+             summary="Revoke the access token and the refresh token's session")
+async def logout(conn: ConnDep, user: CurrentUser,
+                 body: Annotated[LogoutRequest | None, Body()] = None):
+    await service.logout(conn, user, body.refresh_token if body else None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me", response_model=Me, summary="The caller")
+async def me(conn: ConnDep, user: CurrentUser):
+    row = await get_user(conn, user.organization_id, user.id)
+    org_name = await conn.scalar(select(organizations.c.name)
+                                 .where(organizations.c.id == user.organization_id))
+    return {**row, "organization": {"id": user.organization_id, "name": org_name}}
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT,
+             summary="Change your own password (other sessions end)")
+async def change_password(body: PasswordChange, conn: ConnDep, user: CurrentUser):
+    await service.change_password(conn, user, body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+

@@ -1,0 +1,1 @@
+"""Storage: engine, tables, dialect differences and Alembic migrations."""

@@ -1,0 +1,180 @@
+"""Every table on one MetaData, which Alembic reads.
+
+Org-owned tables carry ``organization_id`` themselves so that every query is scoped the
+same way (see ``telemetra.kit.scoping``), without joins through parents.
+"""
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    true,
+)
+
+from telemetra.db.types import JSONType, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _timestamps() -> list[Column]:
+    return [
+        Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+        Column("updated_at", UTCDateTime, nullable=False, server_default=func.now()),
+    ]
+
+
+def _org_fk() -> Column:
+    return Column("organization_id", Integer,
+                  ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True)
+
+
+organizations = Table(
+    "organizations", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("plan", String(50), nullable=False, server_default="free"),
+    Column("max_devices", Integer, nullable=True),
+    Column("max_readings_per_day", Integer, nullable=True),
+    Column("retention_days", Integer, nullable=False, server_default="365"),
+    Column("invalid_tags", JSONType, nullable=False),
+    *_timestamps(),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("username", String(150), nullable=False, unique=True),
+    Column("email", String(320), nullable=True, unique=True),
+    Column("full_name", String(200), nullable=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False, server_default="member"),
+    Column("is_superadmin", Boolean, nullable=False, server_default=false()),
+    Column("is_active", Boolean, nullable=False, server_default=true()),
+    *_timestamps(),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("family", String(64), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("spent_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+)
+
+# Access tokens revoked by logout before they expire; rows past expires_at can be purged.
+revoked_access_tokens = Table(
+    "revoked_access_tokens", metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+sites = Table(
+    "sites", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("location", String(300), nullable=True),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+    Column("timezone", String(64), nullable=True),
+    *_timestamps(),
+    UniqueConstraint("organization_id", "name"),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("site_id", Integer, ForeignKey("sites.id", ondelete="CASCADE"), nullable=True,
+           index=True),
+    Column("owner_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("device_type", String(100), nullable=True),
+    Column("location", String(300), nullable=True),
+    Column("firmware_version", String(100), nullable=True),
+    Column("metadata", JSONType, nullable=True),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("api_key_prefix", String(16), nullable=False, unique=True),
+    Column("api_key_hash", String(64), nullable=False),
+    Column("last_seen", UTCDateTime, nullable=True),
+    Column("offline_after_seconds", Integer, nullable=False, server_default="300"),
+    # last_seen + offline_after_seconds, kept so "online" is a plain indexed comparison.
+    Column("online_until", UTCDateTime, nullable=True, index=True),
+    *_timestamps(),
+)
+
+sensors = Table(
+    "sensors", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(100), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("type", String(50), nullable=False, server_default="other"),
+    Column("unit", String(32), nullable=True),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("valid_min", Float, nullable=True),
+    Column("valid_max", Float, nullable=True),
+    Column("last_value", Float, nullable=True),
+    Column("last_ts", UTCDateTime, nullable=True),
+    *_timestamps(),
+    UniqueConstraint("device_id", "key"),
+)
+
+groups = Table(
+    "groups", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("color", String(32), nullable=True),
+    *_timestamps(),
+    UniqueConstraint("organization_id", "name"),
+)
+
+group_members = Table(
+    "group_members", metadata,
+    Column("group_id", Integer, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True,
+           index=True),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+)
+
+device_logs = Table(
+    "device_logs", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_device_logs_device_ts", "device_id", "ts"),
+)
+
+# The readings table arrives with the readings feature: (sensor_id, ts) primary key,
+# range-partitioned by ts on PostgreSQL (see DESIGN.md).

@@ -1,0 +1,1 @@
+"""Shared plumbing. Never imports a feature package."""

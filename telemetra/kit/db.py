@@ -1,0 +1,72 @@
+"""One transaction per request, committed before the response is sent.
+
+Routes use ``TransactionalRoute``: the first ``ConnDep`` a request resolves opens a connection
+and a transaction; after the endpoint has produced its response the transaction is committed
+(or rolled back if anything raised), and only then does the response go out. Services receive
+the connection and never commit.
+"""
+
+from typing import Annotated, Any, Callable, Coroutine
+
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def open_transaction(engine: AsyncEngine, *, write: bool) -> AsyncConnection:
+    """A connection with its transaction begun (SQLite writers lock up front, see db.engine)."""
+    conn = await engine.connect()
+    try:
+        if write and engine.dialect.name == "sqlite":
+            conn = await conn.execution_options(sqlite_write=True)
+        await conn.begin()
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _finish(request: Request, *, commit: bool) -> None:
+    conn: AsyncConnection | None = request.state._state.pop("db_conn", None)
+    if conn is None:
+        return
+    try:
+        if commit:
+            await conn.commit()
+        else:
+            await conn.rollback()
+    finally:
+        await conn.close()
+
+
+class TransactionalRoute(APIRoute):
+    """An APIRoute that commits the request's transaction before sending the response."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except BaseException:
+                await _finish(request, commit=False)
+                raise
+            await _finish(request, commit=True)
+            return response
+
+        return route_handler
+
+
+async def get_conn(request: Request) -> AsyncConnection:
+    state = request.state._state
+    conn = state.get("db_conn")
+    if conn is None:
+        conn = await open_transaction(request.app.state.engine,
+                                      write=request.method not in _SAFE_METHODS)
+        state["db_conn"] = conn
+    return conn
+
+
+ConnDep = Annotated[AsyncConnection, Depends(get_conn)]

@@ -1,0 +1,1 @@
+"""Organizations: the tenant boundary, with a plan, limits and retention."""

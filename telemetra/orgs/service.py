@@ -1,0 +1,70 @@
+"""Organizations: created at first start (the default one) or by tenant sign-up."""
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from telemetra.db.tables import devices, organizations, sensors
+from telemetra.kit.errors import Conflict, NotFound
+from telemetra.kit.timeutil import utcnow
+from telemetra.orgs.schemas import DEFAULT_INVALID_TAGS, OrganizationUpdate, PlanUpdate
+
+
+async def get_organization(conn: AsyncConnection, organization_id: int) -> RowMapping:
+    row = (await conn.execute(
+        select(organizations).where(organizations.c.id == organization_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"organization {organization_id} not found")
+    return row
+
+
+async def create_organization(conn: AsyncConnection, name: str) -> int:
+    now = utcnow()
+    return await conn.scalar(
+        insert(organizations)
+        .values(name=name, invalid_tags=DEFAULT_INVALID_TAGS, created_at=now, updated_at=now)
+        .returning(organizations.c.id))
+
+
+async def unique_organization_name(conn: AsyncConnection, wanted: str) -> str:
+    """``wanted``, or ``wanted-2``, ``wanted-3``... whichever is free."""
+    taken = set((await conn.scalars(
+        select(organizations.c.name).where(organizations.c.name.like(f"{wanted}%")))).all())
+    name, n = wanted, 1
+    while name in taken:
+        n += 1
+        name = f"{wanted}-{n}"
+    return name
+
+
+async def ensure_organization(conn: AsyncConnection, name: str) -> int:
+    """The id of the organization called ``name``, created if missing."""
+    found = await conn.scalar(select(organizations.c.id).where(organizations.c.name == name))
+    return found if found is not None else await create_organization(conn, name)
+
+
+async def update_organization(conn: AsyncConnection, organization_id: int,
+                              changes: OrganizationUpdate | PlanUpdate) -> RowMapping:
+    values = changes.model_dump(exclude_unset=True)
+    if "name" in values:
+        clash = await conn.scalar(select(organizations.c.id).where(
+            organizations.c.name == values["name"], organizations.c.id != organization_id))
+        if clash is not None:
+            raise Conflict(f"an organization named {values['name']!r} exists already")
+    if values:
+        await conn.execute(update(organizations).where(organizations.c.id == organization_id)
+                           .values(**values, updated_at=utcnow()))
+    return await get_organization(conn, organization_id)
+
+
+async def usage(conn: AsyncConnection, organization_id: int) -> dict:
+    org = await get_organization(conn, organization_id)
+    device_count = await conn.scalar(
+        select(func.count()).select_from(devices).where(devices.c.organization_id == organization_id))
+    sensor_count = await conn.scalar(
+        select(func.count()).select_from(sensors).where(sensors.c.organization_id == organization_id))
+    # Reading counts arrive with the readings feature.
+    return {"organization_id": organization_id, "plan": org["plan"], "devices": device_count,
+            "max_devices": org["max_devices"], "sensors": sensor_count, "readings_today": 0,
+            "readings_this_month": 0, "max_readings_per_day": org["max_readings_per_day"],
+            "storage_bytes": 0}

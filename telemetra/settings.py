@@ -1,0 +1,63 @@
+"""All configuration, read from the environment (prefix ``TELEMETRA_``) and ``.env``."""
+
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+DEV_SECRET_KEY = "dev-secret-change-me-this-is-not-secret"
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class SignupMode(StrEnum):
+    single = "single"
+    tenant = "tenant"
+    closed = "closed"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TELEMETRA_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.development
+    database_url: str = "sqlite:///./telemetra.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str = Field(default=DEV_SECRET_KEY, repr=False)
+    signup_mode: SignupMode = SignupMode.single
+    admin_username: str | None = None
+    admin_password: str | None = Field(default=None, repr=False)
+    admin_email: str | None = None
+    default_organization: str = "Default"
+    access_token_minutes: int = Field(default=15, gt=0)
+    refresh_token_days: int = Field(default=30, gt=0)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.env is Environment.production:
+            if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
+                raise ValueError(
+                    "TELEMETRA_SECRET_KEY must be set to a random value of at least 32 characters "
+                    "when TELEMETRA_ENV=production"
+                )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

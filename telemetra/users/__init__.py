@@ -1,0 +1,1 @@
+"""Users of an organization, and the rules for who may manage whom."""
