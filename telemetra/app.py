@@ -7,14 +7,19 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from telemetra import __version__
+from telemetra.admin.endpoints import router as admin_router
 from telemetra.auth import service as auth_service
 from telemetra.auth.endpoints import router as auth_router
 from telemetra.db.engine import create_engine
+from telemetra.devices.endpoints import router as devices_router
+from telemetra.groups.endpoints import router as groups_router
 from telemetra.db.migrate import upgrade
 from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.problems import install_problem_handlers
 from telemetra.orgs.endpoints import router as orgs_router
+from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.settings import Settings, get_settings
+from telemetra.sites.endpoints import router as sites_router
 from telemetra.system.endpoints import health_router, router as system_router
 from telemetra.users.endpoints import router as users_router
 
@@ -25,7 +30,8 @@ API_PREFIX = "/api/v1"
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for feature in (auth_router, users_router, orgs_router, system_router):
+    for feature in (auth_router, users_router, orgs_router, sites_router, devices_router,
+                    sensors_router, groups_router, admin_router, system_router):
         router.include_router(feature)
     return router
 

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing import Annotated
 
 DEV_SECRET_KEY = "dev-secret-change-me-this-is-not-secret"
+DEV_ADMIN_PASSWORD = "telemetra-admin"  # what `make run` uses when none is configured
 
 
 class Environment(StrEnum):
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
                     "TELEMETRA_SECRET_KEY must be set to a random value of at least 32 characters "
                     "when TELEMETRA_ENV=production"
                 )
+            if self.admin_password == DEV_ADMIN_PASSWORD:
+                raise ValueError("TELEMETRA_ADMIN_PASSWORD is the development default; "
+                                 "choose another when TELEMETRA_ENV=production")
         return self
 
 

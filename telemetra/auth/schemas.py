@@ -13,7 +13,7 @@ Password = Annotated[str, Field(min_length=8, max_length=256)]
 FullName = Annotated[str, StringConstraints(max_length=200)]
 
 
-class Strict(BaseModel):
+class Strict(BaseModel):  # noqa: see kit.schemas.Body
     model_config = ConfigDict(extra="forbid")
 
 

@@ -1,0 +1,1 @@
+"""Platform administration across organizations (superadmin only)."""

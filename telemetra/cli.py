@@ -1,0 +1,117 @@
+"""The ``telemetra`` command: serve, migrate, create-admin, version."""
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from telemetra import __version__
+
+app = typer.Typer(help="Telemetra: IoT device and telemetry platform.", no_args_is_help=True,
+                  add_completion=False)
+
+
+def _settings():
+    from pydantic import ValidationError
+
+    from telemetra.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            typer.echo(f"configuration error: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _migrate(database_url: str) -> None:
+    from telemetra.db.engine import create_engine
+    from telemetra.db.migrate import upgrade
+
+    engine = create_engine(database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (also done at every `serve` start)."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    asyncio.run(_migrate(settings.database_url))
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: TELEMETRA_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: TELEMETRA_PORT")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
+) -> None:
+    """Run the HTTP API (migrating first)."""
+    import uvicorn
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    # Migrate once here, so that N workers do not all race to do it.
+    asyncio.run(_migrate(settings.database_url))
+    uvicorn.run("telemetra.app:create_app", factory=True, host=host or settings.host,
+                port=port or settings.port, workers=None if reload else workers, reload=reload,
+                log_level=settings.log_level.lower(), proxy_headers=True)
+
+
+@app.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Option(prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True)],
+    email: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a superadmin in the default organization."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+
+    async def run() -> None:
+        from telemetra.auth.roles import Role
+        from telemetra.auth.service import insert_user
+        from telemetra.db.engine import create_engine
+        from telemetra.db.migrate import upgrade
+        from telemetra.orgs.service import ensure_organization
+
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            async with engine.begin() as conn:
+                organization_id = await ensure_organization(conn, settings.default_organization)
+                await insert_user(conn, organization_id=organization_id, username=username,
+                                  password=password, email=email, role=Role.owner,
+                                  is_superadmin=True)
+        finally:
+            await engine.dispose()
+
+    from telemetra.kit.errors import TelemetraError
+
+    if len(password) < 8:
+        typer.echo("the password must have at least 8 characters", err=True)
+        raise typer.Exit(2)
+    try:
+        asyncio.run(run())
+    except TelemetraError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"superadmin {username!r} created")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)

@@ -1,0 +1,1 @@
+"""Device groups: many-to-many collections of devices."""

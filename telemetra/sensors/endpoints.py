@@ -1,0 +1,48 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import Response
+
+from telemetra.auth.dependencies import CurrentUser, Member
+from telemetra.kit.db import ConnDep, TransactionalRoute
+from telemetra.kit.pagination import Page, PageDep
+from telemetra.kit.schemas import page
+from telemetra.sensors import service
+from telemetra.sensors.schemas import Sensor, SensorCreate, SensorStatus, SensorUpdate
+
+router = APIRouter(prefix="/sensors", tags=["sensors"], route_class=TransactionalRoute)
+
+
+@router.get("", response_model=Page[Sensor], summary="List sensors")
+async def list_sensors(conn: ConnDep, user: CurrentUser, params: PageDep,
+                       device_id: int | None = None, site_id: int | None = None,
+                       type: Annotated[str | None, Query(max_length=50)] = None,
+                       status: SensorStatus | None = None,
+                       key: Annotated[str | None, Query(max_length=100)] = None):
+    items, total = await service.list_sensors(conn, user.organization_id, params,
+                                              device_id=device_id, site_id=site_id, type=type,
+                                              status=status, key=key)
+    return page(items, total, params)
+
+
+@router.post("", response_model=Sensor, status_code=status.HTTP_201_CREATED,
+             summary="Create a sensor (member); 409 if the device has that key already")
+async def create_sensor(body: SensorCreate, conn: ConnDep, user: Member):
+    return await service.create_sensor(conn, user.organization_id, body)
+
+
+@router.get("/{sensor_id}", response_model=Sensor, summary="One sensor")
+async def get_sensor(sensor_id: int, conn: ConnDep, user: CurrentUser):
+    return await service.get_sensor(conn, user.organization_id, sensor_id)
+
+
+@router.patch("/{sensor_id}", response_model=Sensor, summary="Update a sensor (member)")
+async def update_sensor(sensor_id: int, body: SensorUpdate, conn: ConnDep, user: Member):
+    return await service.update_sensor(conn, user.organization_id, sensor_id, body)
+
+
+@router.delete("/{sensor_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete a sensor and its readings (member)")
+async def delete_sensor(sensor_id: int, conn: ConnDep, user: Member):
+    await service.delete_sensor(conn, user.organization_id, sensor_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,1 @@
+"""Sites: places (factory, warehouse, building) that hold devices."""

@@ -1,0 +1,140 @@
+"""Fixtures: every storage test runs on real SQLite and on a real, throwaway PostgreSQL.
+
+PostgreSQL: a private cluster started with initdb/pg_ctl for the session (see pgcluster.py),
+or the server named by TELEMETRA_TEST_DATABASE_URL. A schema-migrated template database is
+made once; each test gets a copy (CREATE DATABASE ... TEMPLATE), each SQLite test a copy of
+a migrated file. Nothing here skips: a missing PostgreSQL is an error, not a skip.
+"""
+
+import asyncio
+import itertools
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from telemetra.app import create_app
+from telemetra.db.engine import create_engine
+from telemetra.db.migrate import upgrade
+from telemetra.settings import Settings
+from tests import pgcluster
+from tests.helpers import Api
+
+BACKENDS = ["sqlite", "postgresql"]
+ADMIN_USERNAME = "root"
+ADMIN_PASSWORD = "root-password-for-tests"
+_counter = itertools.count()
+
+
+def _migrate(url: str) -> None:
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    configured = os.environ.get("TELEMETRA_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with pgcluster.throwaway_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: str) -> Iterator[str]:
+    name = f"telemetra_tmpl_{uuid.uuid4().hex[:8]}"
+    url = pgcluster.create_database(pg_admin_url, name)
+    _migrate(url)
+    yield name
+    pgcluster.drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    _migrate(f"sqlite:///{path}")
+    return path
+
+
+class DatabaseFactory:
+    """Fresh, migrated databases of one backend."""
+
+    def __init__(self, request: pytest.FixtureRequest, backend: str, tmp_dir: Path) -> None:
+        self.request, self.backend, self.tmp_dir = request, backend, tmp_dir
+        self._pg_names: list[str] = []
+
+    def new(self) -> str:
+        if self.backend == "sqlite":
+            path = self.tmp_dir / f"t{next(_counter)}.db"
+            shutil.copy(self.request.getfixturevalue("sqlite_template"), path)
+            return f"sqlite:///{path}"
+        admin_url = self.request.getfixturevalue("pg_admin_url")
+        template = self.request.getfixturevalue("pg_template")
+        name = f"telemetra_t{next(_counter)}_{uuid.uuid4().hex[:6]}"
+        self._pg_names.append(name)
+        return pgcluster.create_database(admin_url, name, template=template)
+
+    def cleanup(self) -> None:
+        if self._pg_names:
+            admin_url = self.request.getfixturevalue("pg_admin_url")
+            for name in self._pg_names:
+                pgcluster.drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def databases(request, backend, tmp_path_factory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(request, backend, tmp_path_factory.mktemp(backend))
+    yield factory
+    factory.cleanup()
+
+
+def make_settings(database_url: str, **overrides) -> Settings:
+    values = dict(env="test", database_url=database_url,
+                  secret_key="test-secret-key-that-is-long-enough-0123456789",
+                  admin_username=ADMIN_USERNAME, admin_password=ADMIN_PASSWORD,
+                  signup_mode="single", log_level="WARNING")
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def database_url(databases: DatabaseFactory) -> str:
+    return databases.new()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api(client: TestClient) -> Api:
+    return Api(client)
+
+
+@pytest.fixture
+def root(api: Api) -> dict:
+    """Headers of the configured superadmin (owner of the default organization)."""
+    return api.login(ADMIN_USERNAME, ADMIN_PASSWORD)

@@ -1,0 +1,75 @@
+"""Small conveniences over the HTTP API for tests: log in, add users, register devices."""
+
+import itertools
+
+from fastapi.testclient import TestClient
+
+API = "/api/v1"
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_names)}"
+
+
+class Api:
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("/health") or path.startswith(API) else API + path
+
+    def request(self, method: str, path: str, headers: dict | None = None, **kwargs):
+        return self.client.request(method, self.url(path), headers=headers, **kwargs)
+
+    def get(self, path, headers=None, **kw):
+        return self.request("GET", path, headers, **kw)
+
+    def post(self, path, headers=None, **kw):
+        return self.request("POST", path, headers, **kw)
+
+    def patch(self, path, headers=None, **kw):
+        return self.request("PATCH", path, headers, **kw)
+
+    def put(self, path, headers=None, **kw):
+        return self.request("PUT", path, headers, **kw)
+
+    def delete(self, path, headers=None, **kw):
+        return self.request("DELETE", path, headers, **kw)
+
+    def tokens(self, username: str, password: str) -> dict:
+        response = self.post("/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def login(self, username: str, password: str) -> dict:
+        return bearer(self.tokens(username, password)["access_token"])
+
+    def add_user(self, admin: dict, role: str = "member", password: str = "password-123",
+                 **fields) -> tuple[dict, dict]:
+        """Create a user in the admin's organization; returns (user, auth headers)."""
+        username = fields.pop("username", unique(role))
+        response = self.post("/users", admin, json={"username": username, "password": password,
+                                                    "role": role, **fields})
+        assert response.status_code == 201, response.text
+        return response.json(), self.login(username, password)
+
+    def signup_tenant_owner(self, password: str = "password-123") -> tuple[dict, dict]:
+        """Sign up (tenant mode must be on); returns (user, auth headers)."""
+        username = unique("owner")
+        response = self.post("/auth/signup", json={"username": username, "password": password})
+        assert response.status_code == 201, response.text
+        return response.json(), self.login(username, password)
+
+    def device(self, headers: dict, **fields) -> dict:
+        response = self.post("/devices", headers, json={"name": unique("device"), **fields})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def device_key(key: str) -> dict:
+    return {"X-API-Key": key}
