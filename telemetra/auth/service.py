@@ -5,7 +5,7 @@ import secrets
 from datetime import timedelta
 
 from anyio import to_thread
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -141,6 +141,9 @@ async def refresh(conn: AsyncConnection, token: str, settings: Settings) -> dict
 
 async def logout(conn: AsyncConnection, user: AuthUser, refresh_token: str | None) -> None:
     """Revoke the access token in use and, if given, the refresh token's whole family."""
+    # Revocations of tokens that have expired anyway are no longer needed.
+    await conn.execute(delete(revoked_access_tokens)
+                       .where(revoked_access_tokens.c.expires_at < utcnow()))
     await conn.execute(insert(revoked_access_tokens).values(
         jti=user.token_id, expires_at=user.token_expires_at))
     if refresh_token:

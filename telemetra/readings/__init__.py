@@ -1,0 +1,1 @@
+"""Readings: ingestion (HTTP and MQTT share it), storage and time-series queries."""

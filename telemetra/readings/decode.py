@@ -1,0 +1,280 @@
+"""Decode every accepted ingestion body into the same normalised readings.
+
+Pure functions, no I/O: the HTTP endpoint, the MQTT consumer, connectors and the importer all
+call ``decode_body``. A body that is none of the formats is an ``Invalid`` (422); a reading that
+is wrong (string value, non-finite number, bad bytes, bad time...) is rejected alone, with a
+reason, and the others go on.
+
+The bodies (API.md, "Ingestion"):
+1. ``{"temperature": 23.5, "humidity": 60}``
+2. ``{"ts": <time>, "values": {...}}`` and a list of those
+3. ``{"data": {...}, "metadata": {...}, "timestamp"?: <time>}``
+4. ``{"readings": [{"sensor_type" or "key", "value", "unit"?, "timestamp" or "ts"?, "tags"?}]}``
+5. ``{"sensor_type": "temperature", "value": 22.5, "unit": "°C"}`` and a list of those
+6. ``{"time": <epoch>, "value": [b0, b1, b2, b3], "tags": [...]}`` and a list of those: an
+   IEEE-754 float32 in four bytes, little-endian unless the source says otherwise.
+"""
+
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from telemetra.kit.errors import Invalid
+from telemetra.kit.timeparse import parse_timestamp
+
+MAX_KEY_LENGTH = 100
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 100
+_KEY = re.compile(r"^[A-Za-z0-9_.:/ -]{1,100}$")
+FORMATS = (
+    'expected one of: {"<key>": <number>, ...}; {"ts", "values": {...}} or a list of those; '
+    '{"data": {...}, "metadata"?, "timestamp"?}; {"readings": [{"key" or "sensor_type", '
+    '"value", ...}]}; {"sensor_type", "value", "unit"?} or a list of those; '
+    '{"time", "value": [4 bytes], "tags"?} or a list of those'
+)
+_FLOAT32 = {"little": struct.Struct("<f"), "big": struct.Struct(">f")}
+
+
+@dataclass(slots=True)
+class Reading:
+    """One decoded reading; ``ts`` None means "now" (decided by the caller)."""
+
+    key: str
+    value: float
+    ts: datetime | None = None
+    unit: str | None = None
+    tags: list[str] | None = None
+    meta: dict | None = None
+
+
+@dataclass(slots=True)
+class Rejection:
+    index: int
+    reason: str
+    key: str | None = None
+
+    def as_dict(self) -> dict:
+        out: dict[str, Any] = {"index": self.index, "reason": self.reason}
+        if self.key is not None:
+            out["key"] = self.key
+        return out
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def parse_json(raw: bytes) -> Any:
+    """orjson, falling back to the standard parser for NaN/Infinity, which some devices send
+    (those readings are then rejected one by one, not the whole body)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise Invalid("the body is not valid JSON; " + FORMATS, loc=["body"]) from None
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _Reject("number out of range") from None
+        if not math.isfinite(number):
+            raise _Reject("non-finite value")
+        return number
+    if value is None:
+        raise _Reject("missing value")
+    if isinstance(value, str):
+        raise _Reject("string value")
+    raise _Reject(f"{type(value).__name__} value")
+
+
+def _float32(value: Any, byte_order: str) -> float:
+    if not isinstance(value, list) or len(value) != 4:
+        raise _Reject("not four bytes")
+    for byte in value:
+        if isinstance(byte, bool) or not isinstance(byte, int) or not 0 <= byte <= 255:
+            raise _Reject("byte out of range")
+    number = _FLOAT32[byte_order].unpack(bytes(value))[0]
+    if not math.isfinite(number):
+        raise _Reject("non-finite value")
+    return number
+
+
+def _key(value: Any) -> str:
+    if not isinstance(value, str) or not _KEY.match(value):
+        raise _Reject("invalid key: 1 to 100 letters, digits, spaces or _ . : / -")
+    return value
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError, OSError, TypeError):
+        raise _Reject("invalid timestamp") from None
+
+
+def _tags(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) > MAX_TAGS
+            or not all(isinstance(t, str) and 0 < len(t) <= MAX_TAG_LENGTH for t in value)):
+        raise _Reject(f"invalid tags: a list of at most {MAX_TAGS} strings")
+    return value or None
+
+
+def _unit(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 32:
+        raise _Reject("invalid unit: a string of at most 32 characters")
+    return value
+
+
+def _meta(value: Any) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise Invalid("metadata must be an object", loc=["body", "metadata"])
+    return value or None
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.rejected: list[Rejection] = []
+        self.index = 0
+
+    def add(self, build, key: Any = None) -> None:
+        try:
+            self.readings.append(build())
+        except _Reject as reject:
+            self.reject(reject.reason, key)
+            return
+        self.index += 1
+
+    def reject(self, reason: str, key: Any = None) -> None:
+        self.rejected.append(Rejection(self.index, reason, key if isinstance(key, str) else None))
+        self.index += 1
+
+
+def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
+                tags: Any = None) -> None:
+    """Formats 1, 2 and 3: one reading per key."""
+    try:
+        when = _time(ts)
+        tag_list = _tags(tags)
+    except _Reject as reject:
+        for key in values:
+            out.reject(reject.reason, key)
+        return
+    for key, value in values.items():
+        out.add(lambda k=key, v=value: Reading(_key(k), _number(v), when, None, tag_list, meta),
+                key)
+
+
+def _single(item: dict) -> Reading:
+    """Formats 4 and 5: ``{"key" or "sensor_type", "value", "unit"?, "ts"/"timestamp"?, ...}``."""
+    key = item.get("key", item.get("sensor_type"))
+    ts = item.get("ts", item.get("timestamp", item.get("time")))
+    return Reading(_key(key), _number(item.get("value")), _time(ts), _unit(item.get("unit")),
+                   _tags(item.get("tags")), _meta_or_reject(item.get("meta")))
+
+
+def _meta_or_reject(value: Any) -> dict | None:
+    if value is not None and not isinstance(value, dict):
+        raise _Reject("invalid meta: an object")
+    return value or None
+
+
+def _bytes_reading(item: dict, value_key: str, byte_order: str) -> Reading:
+    """Format 6: ``{"time", "value": [4 bytes], "tags"?}``."""
+    ts = item.get("time", item.get("ts", item.get("timestamp")))
+    return Reading(_key(item.get("key", value_key)), _float32(item.get("value"), byte_order),
+                   _time(ts), _unit(item.get("unit")), _tags(item.get("tags")))
+
+
+def _item_kind(item: Any) -> str | None:
+    """Which list-able format a dict is: "values" (2), "single" (4/5), "bytes" (6)."""
+    if not isinstance(item, dict):
+        return None
+    if isinstance(item.get("values"), dict):
+        return "values"
+    if "value" in item and isinstance(item["value"], list):
+        return "bytes"
+    if "value" in item and ("sensor_type" in item or "key" in item):
+        return "single"
+    return None
+
+
+def _is_flat_mapping(body: dict) -> bool:
+    """Format 1: every value is a scalar (numbers expected; others are rejected one by one)."""
+    return bool(body) and all(v is None or isinstance(v, (int, float, str, bool))
+                              for v in body.values())
+
+
+def _decode_item(out: _Collector, item: Any, value_key: str, byte_order: str) -> None:
+    kind = _item_kind(item)
+    if kind == "values":
+        _key_values(out, item["values"], item.get("ts", item.get("timestamp")),
+                    _meta_or_none(item.get("metadata")), item.get("tags"))
+    elif kind == "bytes":
+        out.add(lambda: _bytes_reading(item, value_key, byte_order), value_key)
+    elif kind == "single":
+        out.add(lambda: _single(item), item.get("key", item.get("sensor_type")))
+    else:
+        out.reject("unknown format")
+
+
+def _meta_or_none(value: Any) -> dict | None:
+    return value if isinstance(value, dict) and value else None
+
+
+def decode_body(body: Any, *, value_key: str = "value",
+                byte_order: str = "little") -> tuple[list[Reading], list[Rejection]]:
+    """Normalise any accepted body; raises ``Invalid`` when the body is none of them."""
+    out = _Collector()
+    if isinstance(body, list):
+        if not body:
+            raise Invalid("the body is an empty list: no readings", loc=["body"])
+        if not any(_item_kind(item) for item in body):
+            raise Invalid("no item of the list is a reading; " + FORMATS, loc=["body"])
+        for item in body:
+            _decode_item(out, item, value_key, byte_order)
+    elif not isinstance(body, dict):
+        raise Invalid("the body must be a JSON object or a list; " + FORMATS, loc=["body"])
+    elif "readings" in body:
+        items = body["readings"]
+        if not isinstance(items, list) or not items:
+            raise Invalid("readings must be a non-empty list", loc=["body", "readings"])
+        for item in items:
+            if isinstance(item, dict):
+                out.add(lambda i=item: _single(i), item.get("key", item.get("sensor_type")))
+            else:
+                out.reject("unknown format")
+    elif "data" in body and isinstance(body["data"], dict):
+        if not body["data"]:
+            raise Invalid("data is empty: no readings", loc=["body", "data"])
+        _key_values(out, body["data"], body.get("timestamp", body.get("ts")),
+                    _meta(body.get("metadata")), body.get("tags"))
+    elif _item_kind(body) is not None:
+        _decode_item(out, body, value_key, byte_order)
+    elif _is_flat_mapping(body):
+        _key_values(out, body, None, None)
+    else:
+        raise Invalid("unknown format; " + FORMATS, loc=["body"])
+    return out.readings, out.rejected
