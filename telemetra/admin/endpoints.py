@@ -37,19 +37,19 @@ async def get_device_statuses(conn: ConnDep, admin: Superadmin):
     return await service.device_status_counts(conn)
 
 
-@router.get("/devices/{device_id}", response_model=Device, summary="Any device")
+@router.get("/devices/{device_id:int}", response_model=Device, summary="Any device")
 async def get_any_device(device_id: int, conn: ConnDep, admin: Superadmin):
     return await service.get_device(conn, device_id)
 
 
-@router.put("/devices/{device_id}/status", response_model=Device,
+@router.put("/devices/{device_id:int}/status", response_model=Device,
             summary="Set any device's status")
 async def set_any_device_status(device_id: int, body: DeviceStatusChange, conn: ConnDep,
                                 admin: Superadmin):
     return await service.set_device_status(conn, device_id, body.status)
 
 
-@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT,
+@router.delete("/devices/{device_id:int}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete any device with its data")
 async def delete_any_device(device_id: int, conn: ConnDep, admin: Superadmin):
     await service.delete_device(conn, device_id)

@@ -46,7 +46,9 @@ class UnsupportedMediaType(TelemetraError):
 
 
 @router.post("/signup", response_model=User, status_code=status.HTTP_201_CREATED,
-             summary="Create an account", responses={409: {"description": "Username taken"}})
+             summary="Create an account",
+             responses={403: {"description": "Sign-up is closed on this server"},
+                        409: {"description": "Username or email taken"}})
 async def signup(body: SignupRequest, conn: ConnDep, request: Request):
     organization_id, user_id = await service.signup(conn, body, request.app.state.settings)
     return await get_user(conn, organization_id, user_id)
@@ -72,6 +74,9 @@ async def _login_body(request: Request) -> LoginRequest:
 
 
 @router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY,
+             responses={401: {"description": "Wrong username or password, or a deactivated "
+                                             "account"},
+                        415: {"description": "The body is neither JSON nor a form"}},
              summary="Log in (OAuth2 password form or JSON)",
              description="Accepts the OAuth2 password form (so Swagger's Authorize works) or "
                          "JSON `{username or email, password}`.")
@@ -82,6 +87,8 @@ async def login(request: Request, conn: ConnDep):
 
 
 @router.post("/refresh", response_model=TokenPair, summary="Rotate a refresh token",
+             responses={401: {"description": "Invalid, expired, spent or revoked refresh "
+                                             "token, or a deactivated account"}},
              description="The presented refresh token is spent. Presenting a spent token again "
                          "revokes every token of its family (reuse detection).")
 async def refresh_tokens(body: RefreshRequest, conn: ConnDep, request: Request):

@@ -31,14 +31,15 @@ class DeviceCreate(Body):
 
 
 class DeviceUpdate(Body):
-    name: Name | None = None
+    # name, status and offline_after_seconds may be left out (unchanged) but not be null.
+    name: Name = None
     device_type: DeviceType | None = None
     site_id: int | None = None
     location: ShortText | None = None
     firmware_version: Version | None = None
     metadata: Metadata | None = None
-    status: DeviceStatus | None = None
-    offline_after_seconds: OfflineAfter | None = None
+    status: DeviceStatus = None
+    offline_after_seconds: OfflineAfter = None
 
 
 class Device(BaseModel):

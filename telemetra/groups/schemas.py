@@ -16,7 +16,7 @@ class GroupCreate(Body):
 
 
 class GroupUpdate(Body):
-    name: Name | None = None
+    name: Name = None  # may be left out (unchanged), not be null
     description: LongText | None = None
     color: Color | None = None
 

@@ -8,10 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from telemetra.kit.errors import Conflict, TelemetraError, Unavailable
+from telemetra.kit.routes import leaf_routes
 
 log = logging.getLogger("telemetra.errors")
 
@@ -55,6 +56,39 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def _is_unstorable_input(exc: DBAPIError) -> bool:
+    """A value the database refuses to store or compare: the client's input, not an outage.
+
+    E.g. an id beyond PostgreSQL's int4 (asyncpg refuses to encode it: a ValueError) or a
+    NUL character in a string (SQLSTATE class 22, "data exception").
+    """
+    if isinstance(exc, DataError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+        return True
+    return isinstance(getattr(exc.orig, "__cause__", None), ValueError)
+
+
+def _unstorable_input() -> JSONResponse:
+    detail = "a value in the request is out of range or cannot be stored (e.g. a NUL character)"
+    return problem(422, detail, errors=[{"loc": [], "msg": detail}])
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the path's resource serves: every route declared with the same path as the
+    one that matched. (Starlette's 405 names only the methods of that first route, while e.g.
+    GET and POST /users are two routes.)"""
+    matched = request.scope.get("route")
+    routes = list(leaf_routes(request.app))
+    template = next((r.path_format for r in routes
+                     if getattr(r, "original_route", r) is matched), None)
+    if template is None:
+        return sorted(getattr(matched, "methods", None) or ())
+    return sorted({method for r in routes if r.path_format == template
+                   for method in (r.methods or ())})
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every exception the app can raise onto one problem+json shape."""
 
@@ -82,7 +116,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such resource: {request.url.path}"
-        return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path, while
+            # e.g. GET and POST /users are two routes: Allow must list what the path serves.
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return problem(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
@@ -90,10 +129,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         conflict = Conflict("conflicts with an existing resource")
         return problem(conflict.status, conflict.detail, code=conflict.code)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver cannot bind an integer beyond 64 bits (e.g. a huge id in the path).
+        return _unstorable_input()
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and _is_unstorable_input(exc):
+            log.info("request value refused by the database: %s", exc.orig)
+            return _unstorable_input()
         log.warning("database unavailable: %s", type(exc).__name__)
         unavailable = Unavailable("the database is unavailable, try again shortly")
         return problem(unavailable.status, unavailable.detail, code=unavailable.code,

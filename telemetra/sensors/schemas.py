@@ -39,10 +39,10 @@ class SensorCreate(_Range):
 
 
 class SensorUpdate(_Range):
-    type: SensorType | None = None
+    type: SensorType = None  # type and status may be left out (unchanged), not be null
     unit: Unit | None = None
     name: Name | None = None
-    status: SensorStatus | None = None
+    status: SensorStatus = None
     valid_min: float | None = None
     valid_max: float | None = None
 

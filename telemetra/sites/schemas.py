@@ -19,7 +19,7 @@ class SiteCreate(Body):
 
 
 class SiteUpdate(Body):
-    name: Name | None = None
+    name: Name = None  # may be left out (unchanged), not be null
     description: LongText | None = None
     location: ShortText | None = None
     latitude: Latitude | None = None
