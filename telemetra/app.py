@@ -8,15 +8,24 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from telemetra import __version__
 from telemetra.admin.endpoints import router as admin_router
+from telemetra.analytics.endpoints import router as analytics_router
 from telemetra.auth import service as auth_service
 from telemetra.auth.endpoints import router as auth_router
 from telemetra.db.engine import create_engine
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.groups.endpoints import router as groups_router
 from telemetra.db.migrate import upgrade
+from telemetra.kit.jobs import Jobs
 from telemetra.kit.middleware import RequestIdMiddleware
+from telemetra.kit.openapi import install_problem_openapi
 from telemetra.kit.problems import install_problem_handlers
+from telemetra.kit.timeutil import utcnow
 from telemetra.orgs.endpoints import router as orgs_router
+from telemetra.readings.endpoints import ingest_router, router as readings_router
+from telemetra.readings.ingest import Ingestor
+from telemetra.readings.partitions import Partitions, months_around
+from telemetra.readings.retention import apply_retention
+from telemetra.readings.writer import Writer
 from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.settings import Settings, get_settings
 from telemetra.sites.endpoints import router as sites_router
@@ -31,7 +40,8 @@ API_PREFIX = "/api/v1"
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     for feature in (auth_router, users_router, orgs_router, sites_router, devices_router,
-                    sensors_router, groups_router, admin_router, system_router):
+                    sensors_router, groups_router, ingest_router, readings_router,
+                    analytics_router, admin_router, system_router):
         router.include_router(feature)
     return router
 
@@ -47,7 +57,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await upgrade(engine)
             async with engine.begin() as conn:
                 await auth_service.ensure_superadmin(conn, settings)
-            yield
+            partitions = Partitions(engine)
+            await partitions.ensure(months_around(utcnow()))
+            writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
+                            max_batch_rows=settings.ingest_batch_rows)
+            await writer.start()
+            app.state.ingestor = Ingestor(engine, writer)
+            app.state.partitions = partitions
+            jobs = Jobs()
+            jobs.every(settings.maintenance_seconds, "partitions",
+                       lambda: partitions.ensure(months_around(utcnow())))
+            jobs.every(settings.maintenance_seconds, "retention",
+                       lambda: apply_retention(engine, partitions, utcnow()))
+            try:
+                yield
+            finally:
+                await jobs.stop()
+                await writer.stop()
         finally:
             await engine.dispose()
 
@@ -62,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(api_router())
+    install_problem_openapi(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_credentials=True, allow_methods=["*"], allow_headers=["*"])

@@ -71,12 +71,8 @@ async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
                     token_id=claims.jti, token_expires_at=claims.expires_at)
 
 
-async def get_principal(
-    request: Request,
-    conn: ConnDep,
-    bearer: Annotated[str | None, Depends(oauth2_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> AuthUser | AuthDevice:
+async def _authenticate(request: Request, conn, bearer: str | None,
+                        api_key: str | None) -> AuthUser | AuthDevice:
     if api_key:
         return await _device_from_key(conn, api_key)
     if not bearer:
@@ -86,7 +82,31 @@ async def get_principal(
     return await _user_from_token(request, conn, bearer)
 
 
+async def get_principal(
+    request: Request,
+    conn: ConnDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> AuthUser | AuthDevice:
+    return await _authenticate(request, conn, bearer, api_key)
+
+
 Principal = Annotated[AuthUser | AuthDevice, Depends(get_principal)]
+
+
+async def get_principal_outside_transaction(
+    request: Request,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> AuthUser | AuthDevice:
+    """The caller, looked up on a short connection of its own: for endpoints that hand their
+    writes to the group-commit writer and must not hold a request transaction meanwhile."""
+    async with request.app.state.engine.connect() as conn:
+        return await _authenticate(request, conn, bearer, api_key)
+
+
+IngestPrincipal = Annotated[AuthUser | AuthDevice,
+                            Depends(get_principal_outside_transaction)]
 
 
 async def current_user(principal: Principal) -> AuthUser:

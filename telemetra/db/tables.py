@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -21,7 +22,7 @@ from sqlalchemy import (
     true,
 )
 
-from telemetra.db.types import JSONType, UTCDateTime
+from telemetra.db.types import JSONType, ReadingTime, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -176,5 +177,17 @@ device_logs = Table(
     Index("ix_device_logs_device_ts", "device_id", "ts"),
 )
 
-# The readings table arrives with the readings feature: (sensor_id, ts) primary key,
-# range-partitioned by ts on PostgreSQL (see DESIGN.md).
+# The hot table. The primary key (sensor_id, ts) is also what makes a re-sent reading a
+# duplicate. No surrogate id: a reading's public id encodes (sensor_id, ts). On PostgreSQL it
+# is range-partitioned by month on ts (see migrations and readings.partitions); ``flags``
+# packs validity and review status (see readings.flags).
+readings = Table(
+    "readings", metadata,
+    Column("sensor_id", Integer, ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True),
+    Column("ts", ReadingTime, primary_key=True),
+    Column("value", Float(precision=53), nullable=False),
+    Column("flags", SmallInteger, nullable=False, server_default="0"),
+    Column("tags", JSONType, nullable=True),
+    Column("meta", JSONType, nullable=True),
+    sqlite_with_rowid=False,  # clustered on (sensor_id, ts): range scans read adjacent pages
+)

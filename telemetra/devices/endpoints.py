@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import Response
 
 from telemetra.auth.dependencies import CurrentUser, DeviceOrMember, Member
@@ -50,8 +50,9 @@ async def update_device(device_id: int, body: DeviceUpdate, conn: ConnDep, user:
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a device with its sensors, readings, logs and commands (member)")
-async def delete_device(device_id: int, conn: ConnDep, user: Member):
+async def delete_device(device_id: int, conn: ConnDep, user: Member, request: Request):
     await service.delete_device(conn, user.organization_id, device_id)
+    request.app.state.ingestor.forget_device(device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -24,9 +24,10 @@ class Organization(BaseModel):
 class OrganizationUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: OrgName | None = None
-    retention_days: Annotated[int, Field(ge=1, le=36500)] | None = None
-    invalid_tags: Annotated[list[Tag], Field(max_length=100)] | None = None
+    # Each may be left out (unchanged), none may be null: the columns are NOT NULL.
+    name: OrgName = None
+    retention_days: Annotated[int, Field(ge=1, le=36500)] = None
+    invalid_tags: Annotated[list[Tag], Field(max_length=100)] = None
 
 
 class PlanUpdate(BaseModel):
@@ -45,5 +46,6 @@ class Usage(BaseModel):
     sensors: int
     readings_today: int
     readings_this_month: int
+    readings_total: int
     max_readings_per_day: int | None
     storage_bytes: int = Field(description="Approximate bytes of readings stored")

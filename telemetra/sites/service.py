@@ -6,7 +6,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telemetra.db.tables import devices, sensors, sites
+from telemetra.db.tables import devices, readings, sensors, sites
 from telemetra.kit.errors import Conflict, Invalid
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import get_scoped, scoped
@@ -88,8 +88,13 @@ async def site_statistics(conn: AsyncConnection, organization_id: int, site_id: 
         .select_from(sensors.join(devices, devices.c.id == sensors.c.device_id))
         .where(devices.c.site_id == site_id)
     )).one()
-    # Readings are counted once the readings feature lands.
+    site_sensors = (select(sensors.c.id).join(devices, devices.c.id == sensors.c.device_id)
+                    .where(devices.c.site_id == site_id))
+    total_readings = await conn.scalar(
+        select(func.count()).select_from(readings).where(readings.c.sensor_id.in_(site_sensors)))
+    latest = await conn.scalar(select(func.max(sensors.c.last_ts))
+                               .where(sensors.c.id.in_(site_sensors)))
     return {"site_id": site_id, "site_name": site["name"], "total_devices": total_devices,
             "total_sensors": counts.total, "active_sensors": counts.active,
             "inactive_sensors": counts.inactive, "maintenance_sensors": counts.maintenance,
-            "total_readings": 0, "latest_reading_ts": None}
+            "total_readings": total_readings, "latest_reading_ts": latest}

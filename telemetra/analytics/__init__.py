@@ -1,0 +1,1 @@
+"""Organization-wide analytics: a summary, and one series across devices."""

@@ -1,0 +1,262 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import Response, StreamingResponse
+
+from telemetra.auth.dependencies import Admin, AuthDevice, CurrentUser, IngestPrincipal
+from telemetra.auth.roles import Role
+from telemetra.db.tables import devices
+from telemetra.kit.body import read_body
+from telemetra.kit.errors import Forbidden, Invalid, NotFound
+from telemetra.readings.decode import parse_json
+from telemetra.readings.ingest import Target
+from telemetra.kit.db import ConnDep, TransactionalRoute
+from telemetra.kit.timeparse import ACCEPTED, parse_query_time
+from telemetra.readings import aggregate, query, review, transfer
+from telemetra.readings.buckets import parse_interval, parse_zone
+from telemetra.readings.flags import ReviewStatus
+from telemetra.readings.query import ReadingFilter
+from telemetra.readings.schemas import (INGEST_BODY, AggregateList, Count, ImportResult, IngestResult, Reading, ReadingList,
+                                        ReadingPage, ReadingUpdate, ReviewAction, ReviewRequest)
+
+ingest_router = APIRouter(tags=["readings"])
+
+_INGEST_RESPONSES = {
+    404: {"description": "The device is not one of the caller's"},
+    413: {"description": "The body is over the size limit"},
+    503: {"description": "Ingestion is saturated or the database is down; see Retry-After"},
+}
+_INGEST_DESCRIPTION = (
+    "Answered 202 only after the readings are durably committed. A reading whose sensor and "
+    "time are stored already counts as a duplicate and is not stored twice; a bad reading is "
+    "rejected alone with a reason. A body that is none of the formats is a 422; over the size "
+    "limit a 413; when ingestion is saturated a 503 with Retry-After."
+)
+
+
+async def _target(request: Request, principal, device_id: int | None) -> Target:
+    if isinstance(principal, AuthDevice):
+        if device_id is not None and device_id != principal.id:
+            raise NotFound(f"device {device_id} not found")
+        return Target(principal.id, principal.organization_id)
+    if not principal.role.at_least(Role.member):
+        raise Forbidden("this needs the member role or higher")
+    if device_id is None:
+        raise Invalid("device_id is required when a user sends readings", loc=["query",
+                                                                               "device_id"])
+    async with request.app.state.engine.connect() as conn:
+        found = await conn.scalar(devices.select().with_only_columns(devices.c.id).where(
+            devices.c.id == device_id, devices.c.organization_id == principal.organization_id))
+    if found is None:
+        raise NotFound(f"device {device_id} not found")
+    return Target(device_id, principal.organization_id)
+
+
+async def _ingest(request: Request, principal, device_id: int | None) -> dict:
+    target = await _target(request, principal, device_id)
+    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    return await request.app.state.ingestor.ingest(target, parse_json(raw))
+
+
+@ingest_router.post("/readings", response_model=IngestResult, status_code=status.HTTP_202_ACCEPTED,
+             summary="Send readings (device key, or a member naming device_id)",
+             description=_INGEST_DESCRIPTION, openapi_extra=INGEST_BODY,
+             responses=_INGEST_RESPONSES)
+async def ingest_readings(request: Request, principal: IngestPrincipal,
+                          device_id: Annotated[int | None, Query()] = None):
+    return await _ingest(request, principal, device_id)
+
+
+@ingest_router.post("/devices/{device_id}/readings", response_model=IngestResult,
+             status_code=status.HTTP_202_ACCEPTED,
+             summary="Send readings for the device in the path",
+             description=_INGEST_DESCRIPTION, openapi_extra=INGEST_BODY,
+             responses=_INGEST_RESPONSES)
+async def ingest_device_readings(device_id: int, request: Request, principal: IngestPrincipal):
+    return await _ingest(request, principal, device_id)
+
+
+_IMPORT_BODY = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+}}}
+
+
+@ingest_router.post("/readings/import", response_model=ImportResult,
+                    summary="Import historical readings from CSV or NDJSON (member)",
+                    responses={503: _INGEST_RESPONSES[503]},
+                    description="Columns (CSV header) or fields: `device_id` (or pass it as a "
+                                "query parameter), `key`, `ts`, `value`, optional `tags`. "
+                                "Streamed in batches; answered like ingestion, with line numbers "
+                                "(1-based) as `index`.", openapi_extra=_IMPORT_BODY)
+async def import_readings(
+    request: Request, principal: IngestPrincipal,
+    device_id: Annotated[int | None, Query(description="Device of rows that name none")] = None,
+    format: Annotated[str | None, Query(pattern="^(csv|ndjson)$")] = None,
+):
+    if isinstance(principal, AuthDevice) or not principal.role.at_least(Role.member):
+        raise Forbidden("importing needs a user with the member role or higher")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise Invalid("send the file in a form field named file", loc=["body", "file"])
+        fmt = format or ("ndjson" if (upload.filename or "").endswith(("json", "jsonl"))
+                         else "csv")
+
+        async def chunks():
+            while chunk := await upload.read(65_536):
+                yield chunk
+    else:
+        fmt = format or ("ndjson" if "json" in content_type else "csv")
+        chunks = request.stream
+    report = await transfer.import_stream(request.app.state.ingestor, principal.organization_id,
+                                          chunks(), fmt, device_id)
+    return report.as_dict()
+
+
+router = APIRouter(prefix="/readings", tags=["readings"], route_class=TransactionalRoute)
+
+TimeQuery = Annotated[str | None, Query(max_length=64, description=f"Inclusive. {ACCEPTED}")]
+
+
+def _time(value, name: str):
+    if value is None:
+        return None
+    return parse_query_time(str(value), name=name)
+
+
+def reading_filter(
+    user: CurrentUser,
+    device_id: int | None = None,
+    sensor_id: int | None = None,
+    keys: Annotated[str | None, Query(max_length=2000,
+                                      description="Comma-separated sensor keys")] = None,
+    site_id: int | None = None,
+    start: TimeQuery = None,
+    end: TimeQuery = None,
+    status: ReviewStatus | None = None,
+    include_invalid: Annotated[bool, Query(description="Admins only")] = False,
+) -> ReadingFilter:
+    if include_invalid and not user.role.at_least(Role.admin):
+        raise Forbidden("only admins may see invalid readings")
+    return ReadingFilter(
+        organization_id=user.organization_id, device_id=device_id, sensor_id=sensor_id,
+        keys=[k.strip() for k in keys.split(",") if k.strip()] if keys else [],
+        site_id=site_id, start=_time(start, "start"), end=_time(end, "end"), status=status,
+        include_invalid=include_invalid)
+
+
+FilterDep = Annotated[ReadingFilter, Depends(reading_filter)]
+
+
+@router.get("", response_model=ReadingPage, summary="Query readings",
+            description="Newest first unless `order=asc`. Page with `cursor` (keyset, stable "
+                        "under inserts) or `skip`.")
+async def list_readings(
+    conn: ConnDep, where: FilterDep,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    limit: Annotated[int, Query(ge=1, le=query.MAX_LIMIT)] = 100,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+):
+    items, next_cursor = await query.list_readings(conn, where, order=order, limit=limit,
+                                                   skip=skip, cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/latest", response_model=ReadingList,
+            summary="Latest reading of each sensor of a device, site or sensor")
+async def latest_readings(conn: ConnDep, where: FilterDep):
+    if where.device_id is None and where.site_id is None and where.sensor_id is None:
+        raise Invalid("name a device_id, site_id or sensor_id", loc=["query", "device_id"])
+    return {"items": await query.latest_readings(conn, where)}
+
+
+@router.get("/aggregate", response_model=AggregateList, response_model_exclude_unset=True,
+            summary="Aggregate readings into time buckets, per sensor",
+            description="`interval` from `1s` to `1mo` (s, m, h, d, w, mo); `fn` one or more of "
+                        "avg, min, max, sum, count, first, last; `tz` an IANA zone: days, "
+                        "weeks (from Monday) and months start at local midnight, so "
+                        "daylight-saving days have 23 or 25 hours. Buckets with no data are "
+                        "absent. Intervals under a day are fixed lengths aligned to the zone's "
+                        "offset.")
+async def aggregate_readings(
+    conn: ConnDep, where: FilterDep,
+    interval: Annotated[str, Query(max_length=12, examples=["1h"])],
+    fn: Annotated[str, Query(max_length=100, description="Comma list")] = "avg",
+    tz: Annotated[str, Query(max_length=64)] = "UTC",
+):
+    items = await aggregate.aggregate(conn, where, parse_interval(interval),
+                                      aggregate.parse_functions(fn), parse_zone(tz))
+    return {"items": items}
+
+
+@router.get("/export", summary="Export readings as CSV or NDJSON (streamed)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}},
+                             "description": "Oldest first; CSV has a header row"}})
+async def export_readings(request: Request, where: FilterDep,
+                          format: Annotated[str, Query(pattern="^(csv|ndjson)$")] = "csv"):
+    where.check_range()
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    chunks = await transfer.primed(transfer.export_lines(request.app.state.engine, where, format))
+    return StreamingResponse(
+        chunks, media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="readings.{format}"'})
+
+
+@router.delete("", response_model=Count, summary="Delete readings by filters (admin)",
+               description="Needs a device_id or sensor_id and a time range.")
+async def delete_readings(conn: ConnDep, admin: Admin, where: FilterDep):
+    where.include_invalid = True
+    return {"count": await review.delete_readings(conn, where)}
+
+
+@router.post("/review", response_model=Count, summary="Validate or archive readings in bulk "
+                                                      "(admin)")
+async def review_readings(body: ReviewRequest, conn: ConnDep, admin: Admin):
+    where = ReadingFilter(organization_id=admin.organization_id, device_id=body.device_id,
+                          sensor_id=body.sensor_id, start=_time(body.start, "start"),
+                          end=_time(body.end, "end"), include_invalid=True)
+    status = (ReviewStatus.validated if body.action is ReviewAction.validate
+              else ReviewStatus.archived)
+    return {"count": await review.review(conn, where, status)}
+
+
+@router.get("/{reading_id}", response_model=Reading, summary="One reading")
+async def get_reading(reading_id: str, conn: ConnDep, user: CurrentUser):
+    return await query.get_reading(conn, user.organization_id, reading_id,
+                                   include_invalid=user.role.at_least(Role.admin))
+
+
+@router.put("/{reading_id}", response_model=Reading,
+            summary="Change a reading's value, status or tags (admin)")
+async def update_reading(reading_id: str, body: ReadingUpdate, conn: ConnDep, admin: Admin):
+    return await review.update_reading(conn, admin.organization_id, reading_id,
+                                       body.model_dump(exclude_unset=True))
+
+
+@router.delete("/{reading_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete one reading (admin)")
+async def delete_reading(reading_id: str, conn: ConnDep, admin: Admin):
+    await review.delete_reading(conn, admin.organization_id, reading_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/{reading_id}/validate", response_model=Reading,
+            summary="Validate a pending reading (admin); 409 if validated or archived")
+async def validate_reading(reading_id: str, conn: ConnDep, admin: Admin):
+    return await review.set_status(conn, admin.organization_id, reading_id,
+                                   ReviewStatus.validated)
+
+
+@router.put("/{reading_id}/archive", response_model=Reading,
+            summary="Archive a reading (admin); 409 if archived already")
+async def archive_reading(reading_id: str, conn: ConnDep, admin: Admin):
+    return await review.set_status(conn, admin.organization_id, reading_id,
+                                   ReviewStatus.archived)
+

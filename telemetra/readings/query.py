@@ -1,0 +1,137 @@
+"""Reading queries: filters shared by list, export, delete and review; list; latest; one."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Integer, Select, and_, func, literal, select, tuple_
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from telemetra.db.tables import devices, group_members, readings, sensors
+from telemetra.db.types import ReadingTime
+from telemetra.kit.errors import Invalid, NotFound
+from telemetra.readings import flags as F
+from telemetra.readings.flags import ReviewStatus
+from telemetra.readings.ids import make_cursor, parse_cursor, parse_reading_id, reading_id
+
+READING_COLUMNS = (readings.c.sensor_id, readings.c.ts, readings.c.value, readings.c.flags,
+                   readings.c.tags, readings.c.meta, sensors.c.device_id, sensors.c.key,
+                   sensors.c.unit)
+MAX_LIMIT = 10_000
+
+
+@dataclass
+class ReadingFilter:
+    """What a reading query selects. ``organization_id`` always applies."""
+
+    organization_id: int
+    device_id: int | None = None
+    sensor_id: int | None = None
+    keys: list[str] = field(default_factory=list)
+    site_id: int | None = None
+    group_id: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    status: ReviewStatus | None = None
+    include_invalid: bool = False
+
+    def check_range(self) -> None:
+        if self.start and self.end and self.start > self.end:
+            raise Invalid("start is after end", loc=["query", "start"])
+
+    def sensor_ids(self) -> Select:
+        """The organization's sensors these filters name."""
+        query = select(sensors.c.id).where(sensors.c.organization_id == self.organization_id)
+        if self.sensor_id is not None:
+            query = query.where(sensors.c.id == self.sensor_id)
+        if self.device_id is not None:
+            query = query.where(sensors.c.device_id == self.device_id)
+        if self.keys:
+            query = query.where(sensors.c.key.in_(self.keys))
+        if self.site_id is not None:
+            query = query.where(sensors.c.device_id.in_(
+                select(devices.c.id).where(devices.c.site_id == self.site_id)))
+        if self.group_id is not None:
+            query = query.where(sensors.c.device_id.in_(
+                select(group_members.c.device_id).where(group_members.c.group_id == self.group_id)))
+        return query
+
+    def reading_clauses(self) -> list:
+        """Conditions on the readings table itself (time, review status, validity)."""
+        clauses = []
+        if self.start is not None:
+            clauses.append(readings.c.ts >= self.start)
+        if self.end is not None:
+            clauses.append(readings.c.ts <= self.end)
+        if self.status is not None:
+            clauses.append(F.status_clause(readings.c.flags, self.status))
+        if not self.include_invalid:
+            clauses.append(F.valid_clause(readings.c.flags))
+        return clauses
+
+    def select_readings(self) -> Select:
+        return (select(*READING_COLUMNS)
+                .join_from(readings, sensors, sensors.c.id == readings.c.sensor_id)
+                .where(readings.c.sensor_id.in_(self.sensor_ids()), *self.reading_clauses()))
+
+
+def reading_out(row: RowMapping) -> dict:
+    return {"id": reading_id(row["sensor_id"], row["ts"]), "sensor_id": row["sensor_id"],
+            "device_id": row["device_id"], "key": row["key"], "ts": row["ts"],
+            "value": row["value"], "unit": row["unit"], "valid": F.is_valid(row["flags"]),
+            "status": F.status_of(row["flags"]), "tags": row["tags"], "meta": row["meta"]}
+
+
+async def list_readings(conn: AsyncConnection, where: ReadingFilter, *, order: str = "desc",
+                        limit: int = 100, skip: int = 0,
+                        cursor: str | None = None) -> tuple[list[dict], str | None]:
+    """A page of readings ordered by time (then sensor), with the cursor of the next page."""
+    where.check_range()
+    query = where.select_readings()
+    key = tuple_(readings.c.ts, readings.c.sensor_id)
+    if cursor:
+        ts, sensor_id = parse_cursor(cursor)
+        after = tuple_(literal(ts, ReadingTime()), literal(sensor_id, Integer()))
+        query = query.where(key > after if order == "asc" else key < after)
+    if order == "asc":
+        query = query.order_by(readings.c.ts.asc(), readings.c.sensor_id.asc())
+    else:
+        query = query.order_by(readings.c.ts.desc(), readings.c.sensor_id.desc())
+    rows = (await conn.execute(query.offset(skip).limit(limit + 1))).mappings().all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = make_cursor(rows[-1]["ts"], rows[-1]["sensor_id"]) if more else None
+    return [reading_out(row) for row in rows], next_cursor
+
+
+async def latest_readings(conn: AsyncConnection, where: ReadingFilter) -> list[dict]:
+    """The latest reading of each sensor the filters name (one query, index lookups)."""
+    inner = readings.alias("inner")
+    newest = (select(func.max(inner.c.ts)).where(inner.c.sensor_id == sensors.c.id,
+                                                 *_valid_only(inner, where))
+              .scalar_subquery())
+    query = (select(*READING_COLUMNS)
+             .join_from(sensors, readings, and_(readings.c.sensor_id == sensors.c.id,
+                                                readings.c.ts == newest))
+             .where(sensors.c.id.in_(where.sensor_ids()))
+             .order_by(sensors.c.id))
+    rows = (await conn.execute(query)).mappings().all()
+    return [reading_out(row) for row in rows]
+
+
+def _valid_only(table, where: ReadingFilter) -> list:
+    return [] if where.include_invalid else [F.valid_clause(table.c.flags)]
+
+
+async def get_reading(conn: AsyncConnection, organization_id: int, reading: str,
+                      include_invalid: bool) -> dict:
+    sensor_id, ts = parse_reading_id(reading)
+    row = (await conn.execute(
+        select(*READING_COLUMNS)
+        .join_from(readings, sensors, sensors.c.id == readings.c.sensor_id)
+        .where(readings.c.sensor_id == sensor_id, readings.c.ts == ts,
+               sensors.c.organization_id == organization_id)
+    )).mappings().first()
+    if row is None or (not include_invalid and not F.is_valid(row["flags"])):
+        raise NotFound(f"reading {reading} not found")
+    return reading_out(row)

@@ -1,0 +1,114 @@
+from datetime import datetime
+from typing import Any
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from telemetra.kit.schemas import Body
+
+from telemetra.readings.flags import ReviewStatus
+
+
+class RejectedReading(BaseModel):
+    index: int = Field(description="Position of the reading in the body, in body order")
+    reason: str
+    key: str | None = None
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="Readings stored by this request")
+    duplicates: int = Field(description="Readings whose sensor and time were already stored")
+    rejected: list[RejectedReading]
+
+
+class ImportResult(IngestResult):
+    rejected_total: int = Field(description="All rejected lines; `rejected` lists the first "
+                                            "1000")
+
+
+class Reading(BaseModel):
+    id: str = Field(description="Opaque id of the reading")
+    sensor_id: int
+    device_id: int
+    key: str
+    ts: datetime
+    value: float
+    unit: str | None
+    valid: bool
+    status: ReviewStatus
+    tags: list[str] | None = None
+    meta: dict[str, Any] | None = None
+
+
+INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Any of the six ingestion bodies (see the API guide).",
+        "content": {"application/json": {"schema": {
+            "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+            "examples": {
+                "keys": {"value": {"temperature": 23.5, "humidity": 60}},
+                "values": {"value": {"ts": "2026-01-01T12:00:00Z", "values": {"t": 1}}},
+                "data": {"value": {"data": {"t": 1}, "metadata": {"fw": "1.0"}}},
+                "readings": {"value": {"readings": [{"key": "t", "value": 1}]}},
+                "sensor_type": {"value": {"sensor_type": "temperature", "value": 22.5,
+                                          "unit": "°C"}},
+                "float32": {"value": {"time": 1767268800, "value": [157, 42, 76, 190]}},
+            }}},
+    }
+}
+
+
+class ReadingPage(BaseModel):
+    items: list[Reading]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at "
+                                                "the end")
+
+
+class ReadingList(BaseModel):
+    items: list[Reading]
+
+
+class ReadingUpdate(Body):
+    value: float | None = None
+    status: ReviewStatus | None = None
+    tags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=100)]],
+                    Field(max_length=20)] | None = None
+
+
+class ReviewAction(StrEnum):
+    validate = "validate"
+    archive = "archive"
+
+
+class ReviewRequest(Body):
+    action: ReviewAction
+    sensor_id: int | None = None
+    device_id: int | None = None
+    start: str | float | None = Field(default=None, description="Time (ISO 8601, epoch, or "
+                                                                "relative like -1h)")
+    end: str | float | None = None
+
+
+class Count(BaseModel):
+    count: int
+
+
+class AggregateRow(BaseModel):
+    sensor_id: int
+    device_id: int
+    key: str
+    bucket: datetime = Field(description="Start of the bucket (UTC)")
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+    sum: float | None = None
+    count: int | None = None
+    first: float | None = None
+    last: float | None = None
+
+
+class AggregateList(BaseModel):
+    items: list[AggregateRow]

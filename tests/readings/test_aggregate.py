@@ -1,0 +1,125 @@
+"""Aggregation against a reference computed in Python, in UTC and across daylight saving.
+
+The reference buckets every reading by converting it to local wall-clock time with zoneinfo,
+independently of the server's SQL, and the two must agree on both databases.
+"""
+
+import math
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.helpers import device_key
+
+# Spans the 2026 spring-forward (29 March) and fall-back (25 October) in Europe/Brussels.
+SPRING = datetime(2026, 3, 27, tzinfo=UTC)
+AUTUMN = datetime(2026, 10, 23, tzinfo=UTC)
+
+
+def local_bucket(moment: datetime, interval: str, zone: ZoneInfo, start: datetime) -> datetime:
+    """Reference: the bucket start, worked out on local calendar dates. Sub-day buckets are
+    fixed widths aligned to the zone's offset at the start of the queried range."""
+    local = moment.astimezone(zone)
+    if interval.endswith("h") or interval.endswith("m"):
+        width = int(interval[:-1]) * (3600 if interval.endswith("h") else 60)
+        offset = int(start.astimezone(zone).utcoffset().total_seconds())
+        epoch = math.floor(moment.timestamp()) - offset
+        return datetime.fromtimestamp(epoch - epoch % width + offset, UTC)
+    day = local.date()
+    if interval == "1d":
+        start = day
+    elif interval == "1w":
+        start = day - timedelta(days=day.weekday())
+    else:
+        start = day.replace(day=1)
+    return datetime(start.year, start.month, start.day, tzinfo=zone).astimezone(UTC)
+
+
+def reference(points, interval, zone, start):
+    groups = defaultdict(list)
+    for ts, value in sorted(points):
+        groups[local_bucket(ts, interval, zone, start)].append(value)
+    return {bucket: {"avg": sum(v) / len(v), "min": min(v), "max": max(v), "sum": sum(v),
+                     "count": len(v), "first": v[0], "last": v[-1]}
+            for bucket, v in groups.items()}
+
+
+def random_points(seed: int, start: datetime, days: int, n: int):
+    rng = random.Random(seed)
+    seconds = days * 86400
+    stamps = sorted({start + timedelta(seconds=rng.randrange(seconds)) for _ in range(n)})
+    return [(ts, round(rng.uniform(-50, 50), 3)) for ts in stamps]
+
+
+@pytest.fixture
+def device(api, root):
+    return api.device(root)
+
+
+def load(api, device, points):
+    body = [{"ts": ts.isoformat(), "values": {"x": value}} for ts, value in points]
+    for i in range(0, len(body), 1000):
+        response = api.post("/readings", device_key(device["api_key"]), json=body[i:i + 1000])
+        assert response.status_code == 202 and response.json()["rejected"] == []
+
+
+@pytest.mark.parametrize("zone_name", ["UTC", "Europe/Brussels"])
+@pytest.mark.parametrize("start", [SPRING, AUTUMN], ids=["spring", "autumn"])
+def test_aggregation_matches_the_reference(api, root, device, zone_name, start):
+    zone = ZoneInfo(zone_name)
+    points = random_points(seed=hash((zone_name, start.month)) & 0xFFFF, start=start, days=40,
+                           n=1500)
+    load(api, device, points)
+    for interval in ("15m", "1h", "1d", "1w", "1mo"):
+        response = api.get("/readings/aggregate", root, params={
+            "device_id": device["id"], "interval": interval, "tz": zone_name,
+            "start": start.isoformat(), "end": (start + timedelta(days=41)).isoformat(),
+            "fn": "avg,min,max,sum,count,first,last"})
+        assert response.status_code == 200, response.text
+        got = {datetime.fromisoformat(row["bucket"]): row for row in response.json()["items"]}
+        expected = reference(points, interval, zone, start)
+        assert set(got) == set(expected), interval
+        for bucket, values in expected.items():
+            row = got[bucket]
+            for name, value in values.items():
+                assert row[name] == pytest.approx(value, abs=1e-6), (interval, bucket, name)
+
+
+def test_daylight_saving_days_have_23_and_25_hours(api, root, device):
+    zone = "Europe/Brussels"
+    points = []
+    for start in (datetime(2026, 3, 28, 23, tzinfo=UTC), datetime(2026, 10, 24, 22, tzinfo=UTC)):
+        points += [(start + timedelta(minutes=30 * i), 1.0) for i in range(60)]
+    load(api, device, points)
+    rows = api.get("/readings/aggregate", root, params={
+        "device_id": device["id"], "interval": "1d", "tz": zone, "fn": "count"}).json()["items"]
+    counts = {row["bucket"]: row["count"] for row in rows}
+    assert counts["2026-03-28T23:00:00Z"] == 46  # 29 March: 23 hours of half-hours
+    assert counts["2026-10-24T22:00:00Z"] == 50  # 25 October: 25 hours
+
+
+def test_several_sensors_each_get_their_rows_and_empty_buckets_are_absent(api, root, device):
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    body = [{"ts": (t0 + timedelta(hours=h)).isoformat(), "values": {"a": 1, "b": 2}}
+            for h in (0, 1, 5)]
+    api.post("/readings", device_key(device["api_key"]), json=body)
+    rows = api.get("/readings/aggregate", root, params={
+        "device_id": device["id"], "interval": "1h", "fn": "sum"}).json()["items"]
+    assert [(r["key"], r["bucket"][11:13], r["sum"]) for r in rows] == [
+        ("a", "00", 1.0), ("a", "01", 1.0), ("a", "05", 1.0),
+        ("b", "00", 2.0), ("b", "01", 2.0), ("b", "05", 2.0)]
+    assert set(rows[0]) == {"sensor_id", "device_id", "key", "bucket", "sum"}
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"interval": "1y"}, "interval"), ({"interval": "0h"}, "interval"),
+    ({"interval": "48h"}, "interval"), ({"interval": "1h", "fn": "median"}, "fn"),
+    ({"interval": "1h", "tz": "Mars/Base"}, "tz"), ({"interval": "1h", "start": "soon"}, "start"),
+])
+def test_bad_aggregation_parameters_are_422(api, root, device, params, field):
+    response = api.get("/readings/aggregate", root, params={"device_id": device["id"], **params})
+    assert response.status_code == 422
+    assert field in response.json()["detail"]
