@@ -75,11 +75,10 @@ system-deps:
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkgs
 
-# A development superadmin so a fresh clone can log in; production refuses this password.
-TELEMETRA_ADMIN_USERNAME ?= admin
-TELEMETRA_ADMIN_PASSWORD ?= telemetra-admin
-export TELEMETRA_ADMIN_USERNAME TELEMETRA_ADMIN_PASSWORD
-
+# A development superadmin so a fresh clone can log in (only for `make run`; production
+# refuses this password).
+run: export TELEMETRA_ADMIN_USERNAME ?= admin
+run: export TELEMETRA_ADMIN_PASSWORD ?= telemetra-admin
 run: install
 	$(VENV)/bin/telemetra migrate
 	$(VENV)/bin/telemetra serve
@@ -87,12 +86,14 @@ run: install
 test: system-deps install-test
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
-	@if [ -f bench/ingest.py ]; then \
-		$(VENV_PY) bench/ingest.py; \
-	else \
-		echo "no benchmarks yet (bench/ingest.py does not exist)"; \
-	fi
+bench: install-test
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "bench: installing wrk (the HTTP load generator)"; \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk \
+		|| { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive \
+		     apt-get install -y --no-install-recommends wrk; }; }
+	$(VENV_PY) bench/ingest.py
 
 # Resolve the direct pins in pyproject.toml (+ [test]) afresh, without the old
 # lock, in a throwaway venv, and freeze the result.

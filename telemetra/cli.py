@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from telemetra import __version__
+from telemetra.readings.cli import export_command, import_command
 
 app = typer.Typer(help="Telemetra: IoT device and telemetry platform.", no_args_is_help=True,
                   add_completion=False)
@@ -109,6 +110,10 @@ def create_admin(
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"superadmin {username!r} created")
+
+
+app.command("import")(import_command)
+app.command("export")(export_command)
 
 
 @app.command()

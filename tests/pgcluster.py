@@ -165,80 +165,114 @@ def _kill_postmaster(data: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-@contextlib.contextmanager
-def throwaway_postgres(
-    *, max_connections: int = 200, start_attempts: int = 3
-) -> Iterator[str]:
-    """Start a private PostgreSQL cluster; yield ``postgresql://postgres@127.0.0.1:PORT/postgres``.
+class Cluster:
+    """A private PostgreSQL cluster in a temporary directory, which can be stopped (as if the
+    database went away) and started again on the same port."""
 
-    Durability is switched off (fsync, full_page_writes, synchronous_commit):
-    the cluster only lives for the test run.
-    """
-    bin_dir = find_pg_bin()
-    run_as = _run_as()
-    base = Path(tempfile.mkdtemp(prefix="telemetra-pg-"))
-    data, sock, log = base / "data", base / "sock", base / "postgres.log"
-    started = False
-    try:
-        sock.mkdir()
-        if run_as:
-            os.chmod(base, 0o700)
-            for p in (base, sock):
-                os.chown(p, run_as["user"], run_as["group"])
+    def __init__(self, *, max_connections: int = 200, durable: bool = False) -> None:
+        self.durable = durable  # keep fsync and synchronous commit (crash tests need them)
+        self.bin_dir = find_pg_bin()
+        self.run_as = _run_as()
+        self.base = Path(tempfile.mkdtemp(prefix="telemetra-pg-"))
+        self.data, self.sock = self.base / "data", self.base / "sock"
+        self.log = self.base / "postgres.log"
+        self.max_connections = max_connections
+        self.port: int | None = None
+        self.running = False
 
+    @property
+    def url(self) -> str:
+        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        self.sock.mkdir()
+        if self.run_as:
+            os.chmod(self.base, 0o700)
+            for p in (self.base, self.sock):
+                os.chown(p, self.run_as["user"], self.run_as["group"])
         res = _pg(
-            bin_dir, "initdb",
-            "-D", str(data),
+            self.bin_dir, "initdb",
+            "-D", str(self.data),
             "-U", PG_USER,
             "--auth=trust",
             "--encoding=UTF8",
             "--no-locale",
             "--no-sync",
-            cwd=base, check=False,
+            cwd=self.base, check=False,
         )  # fmt: skip
         if res.returncode != 0:
             raise RuntimeError(f"initdb failed (exit {res.returncode}):\n{res.stdout}")
 
-        last_error = ""
-        for _ in range(start_attempts):
-            port = _free_port()
-            opts = " ".join(
-                [
-                    "-c listen_addresses=127.0.0.1",
-                    f"-c port={port}",
-                    f"-c unix_socket_directories={shlex.quote(str(sock))}",
-                    f"-c max_connections={max_connections}",
-                    "-c fsync=off",
-                    "-c synchronous_commit=off",
-                    "-c full_page_writes=off",
-                    "-c shared_buffers=32MB",
-                    "-c log_min_messages=warning",
-                ]
-            )
-            res = _pg(
-                bin_dir, "pg_ctl", "-D", str(data), "-l", str(log), "-o", opts,
-                "-w", "-t", "60", "start",
-                cwd=base, check=False,
-            )  # fmt: skip
-            if res.returncode == 0:
-                started = True
-                break
-            # Most likely the port was grabbed between _free_port() and bind: retry.
-            last_error = f"{res.stdout}\n--- server log ---\n{_tail(log)}"
-            _kill_postmaster(data)
-        if not started:
-            raise RuntimeError(f"pg_ctl start failed:\n{last_error}")
+    def _start_on(self, port: int) -> subprocess.CompletedProcess[str]:
+        opts = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={port}",
+                f"-c unix_socket_directories={shlex.quote(str(self.sock))}",
+                f"-c max_connections={self.max_connections}",
+                "-c shared_buffers=32MB",
+                "-c log_min_messages=warning",
+            ]
+            + ([] if self.durable else ["-c fsync=off", "-c synchronous_commit=off",
+                                        "-c full_page_writes=off"])
+        )
+        return _pg(
+            self.bin_dir, "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts,
+            "-w", "-t", "60", "start",
+            cwd=self.base, check=False,
+        )  # fmt: skip
 
-        yield f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres"
+    def start(self, attempts: int = 3) -> None:
+        """Start on a free port the first time, on the same port afterwards."""
+        last_error = ""
+        for _ in range(attempts if self.port is None else 1):
+            port = self.port or _free_port()
+            res = self._start_on(port)
+            if res.returncode == 0:
+                self.port, self.running = port, True
+                return
+            # Most likely the port was grabbed between _free_port() and bind: retry.
+            last_error = f"{res.stdout}\n--- server log ---\n{_tail(self.log)}"
+            _kill_postmaster(self.data)
+        raise RuntimeError(f"pg_ctl start failed:\n{last_error}")
+
+    def stop(self, mode: str = "immediate") -> None:
+        res = _pg(
+            self.bin_dir, "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop",
+            cwd=self.base, check=False,
+        )  # fmt: skip
+        if res.returncode != 0:
+            _kill_postmaster(self.data)
+        self.running = False
+
+    def remove(self) -> None:
+        if self.running:
+            self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_cluster(*, max_connections: int = 200, durable: bool = False
+                      ) -> Iterator[Cluster]:
+    """A started private cluster, removed afterwards whatever happens."""
+    cluster = Cluster(max_connections=max_connections, durable=durable)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
     finally:
-        if started:
-            res = _pg(
-                bin_dir, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop",
-                cwd=base, check=False,
-            )  # fmt: skip
-            if res.returncode != 0:
-                _kill_postmaster(data)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
+
+
+@contextlib.contextmanager
+def throwaway_postgres(*, max_connections: int = 200) -> Iterator[str]:
+    """Start a private PostgreSQL cluster; yield ``postgresql://postgres@127.0.0.1:PORT/postgres``.
+
+    Durability is switched off (fsync, full_page_writes, synchronous_commit):
+    the cluster only lives for the test run.
+    """
+    with throwaway_cluster(max_connections=max_connections) as cluster:
+        yield cluster.url
 
 
 # --------------------------------------------------------------------------- #

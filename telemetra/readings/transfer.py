@@ -126,9 +126,12 @@ def _parse_record(record: dict, default_device: int | None) -> tuple[int, Readin
     return device_id, Reading(key, value, ts, None, tags or None)
 
 
-async def import_stream(ingestor: Ingestor, organization_id: int, chunks: AsyncIterator[bytes],
-                        fmt: str, default_device: int | None = None) -> ImportReport:
-    """Read CSV (header with device_id, key, ts, value) or NDJSON and store it in batches."""
+async def import_stream(ingestor: Ingestor, organization_id: int | None,
+                        chunks: AsyncIterator[bytes], fmt: str,
+                        default_device: int | None = None) -> ImportReport:
+    """Read CSV (header with device_id, key, ts, value) or NDJSON and store it in batches.
+
+    ``organization_id`` None (the command line) accepts devices of any organization."""
     report = ImportReport()
     targets: dict[int, Target | None] = {}
     batches: dict[int, list[Reading]] = {}
@@ -184,11 +187,14 @@ async def import_stream(ingestor: Ingestor, organization_id: int, chunks: AsyncI
     return report
 
 
-async def _target(engine: AsyncEngine, organization_id: int, device_id: int) -> Target | None:
+async def _target(engine: AsyncEngine, organization_id: int | None,
+                  device_id: int) -> Target | None:
+    query = select(devices.c.organization_id).where(devices.c.id == device_id)
+    if organization_id is not None:
+        query = query.where(devices.c.organization_id == organization_id)
     async with engine.connect() as conn:
-        found = await conn.scalar(select(devices.c.id).where(
-            devices.c.id == device_id, devices.c.organization_id == organization_id))
-    return Target(device_id, organization_id) if found is not None else None
+        owner = await conn.scalar(query)
+    return Target(device_id, owner) if owner is not None else None
 
 
 async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterable[bytes]:

@@ -1,5 +1,7 @@
 """Health and version."""
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -39,7 +41,9 @@ def test_version(api):
     assert api.get("/system/version").json() == {"version": __version__}
 
 
-def test_production_refuses_the_development_secret_and_admin_password():
+def test_production_refuses_the_development_secret_and_admin_password(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("TELEMETRA_")]:
+        monkeypatch.delenv(name)
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         Settings(_env_file=None, env="production")
     with pytest.raises(ValidationError, match="ADMIN_PASSWORD"):

@@ -1,0 +1,209 @@
+"""Ingestion benchmark: Telemetra against raw database writes and a bare endpoint, one run.
+
+    .venv/bin/python bench/ingest.py            (or: make bench)
+    BENCH_SECONDS=20 BENCH_BACKENDS=postgresql,sqlite
+
+Prints, for PostgreSQL and SQLite:
+1. batch ingestion (1,000 readings a request over HTTP, wrk) in readings/s, against raw
+   asyncpg copy_records_to_table (PostgreSQL) or sqlite3 executemany (SQLite) of the same rows,
+   1,000 a batch, into a table of the same shape, on the same database;
+2. one reading a request, requests/s and p99 latency, against a bare FastAPI endpoint that
+   parses the same body and answers 202 without storing it.
+Every Telemetra request is durable: answered only after its commit. Ratios are what matter
+on a shared machine; absolute figures drift.
+"""
+
+import asyncio
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import pgcluster  # noqa: E402  (the same throwaway cluster the tests use)
+from tests.server import API, Server, free_port  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+BACKENDS = os.environ.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")
+BENCH = Path(__file__).resolve().parent
+
+
+def wrk(script: str, url: str, connections: int, env: dict, seconds: float = SECONDS) -> dict:
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s",
+         str(BENCH / script), url], capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=seconds + 60)
+    out = result.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+            "non2xx": int(non2xx.group(1)) if non2xx else 0, "raw": out}
+
+
+def device_key(server: Server) -> tuple[int, str]:
+    headers = server.login()
+    device = httpx.post(server.base + API + "/devices", headers=headers,
+                        json={"name": "bench"}).json()
+    return device["id"], device["api_key"]
+
+
+def count_readings(server: Server, device_id: int) -> int:
+    headers = server.login()
+    return httpx.get(server.base + API + "/organizations/me/usage", headers=headers,
+                     timeout=120).json()["readings_total"]
+
+
+def rows_for(batch: int, sensor_ids: list[int]):
+    t0 = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=batch * 100)
+    return [(sensor_ids[k], t0 + timedelta(seconds=i), float(i), 0, None, None)
+            for i in range(100) for k in range(10)]
+
+
+async def copy_baseline(url: str, seconds: float, concurrency: int = 4) -> float:
+    """Raw asyncpg copy_records_to_table, 1,000 rows a batch, into a readings-shaped table."""
+    import asyncpg
+
+    setup = await asyncpg.connect(url)
+    await setup.execute("""
+        DROP TABLE IF EXISTS bench_readings;
+        CREATE TABLE bench_readings (sensor_id integer NOT NULL, ts timestamptz NOT NULL,
+            value double precision NOT NULL, flags smallint NOT NULL DEFAULT 0, tags jsonb,
+            meta jsonb, PRIMARY KEY (sensor_id, ts)) PARTITION BY RANGE (ts);
+        CREATE TABLE bench_readings_all PARTITION OF bench_readings
+            FOR VALUES FROM ('2000-01-01') TO ('2100-01-01');
+    """)
+    await setup.close()
+    counter = 0
+    written = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal counter, written
+        conn = await asyncpg.connect(url)
+        try:
+            while time.monotonic() < deadline:
+                counter += 1
+                rows = rows_for(counter, list(range(1, 11)))
+                await conn.copy_records_to_table(
+                    "bench_readings", records=rows,
+                    columns=["sensor_id", "ts", "value", "flags", "tags", "meta"])
+                written += len(rows)
+        finally:
+            await conn.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return written / (time.monotonic() - started)
+
+
+def sqlite_baseline(path: Path, seconds: float) -> float:
+    """Raw sqlite3 executemany, 1,000 rows a transaction, WAL and synchronous=FULL as served."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_readings (sensor_id INTEGER NOT NULL, "
+                 "ts BIGINT NOT NULL, value FLOAT NOT NULL, flags SMALLINT NOT NULL DEFAULT 0, "
+                 "tags JSON, meta JSON, PRIMARY KEY (sensor_id, ts)) WITHOUT ROWID")
+    written, batch = 0, 0
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        batch += 1
+        rows = [(r[0], int(r[1].timestamp() * 1_000_000), r[2], r[3], None, None)
+                for r in rows_for(batch, list(range(1, 11)))]
+        conn.execute("BEGIN")
+        conn.executemany("INSERT OR IGNORE INTO bench_readings VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+        written += len(rows)
+    conn.close()
+    return written / (time.monotonic() - started)
+
+
+def bare_endpoint(seconds: float) -> dict:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        return wrk("single.lua", f"http://127.0.0.1:{port}", 32, {"TELEMETRA_KEY": "x"},
+                   seconds)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
+    server = Server(database_url, workdir / f"server-{backend}.log")
+    server.start()
+    try:
+        device_id, key = device_key(server)
+        env = {"TELEMETRA_KEY": key}
+        wrk("batch.lua", server.base, 8, env, 3)  # warm-up: sensors, partitions, caches
+        before = count_readings(server, device_id)
+        batch = wrk("batch.lua", server.base, 8, {**env, "BENCH_BASE": "1800000000"})
+        stored = count_readings(server, device_id) - before
+        single = wrk("single.lua", server.base, 32, {**env, "BENCH_BASE": "1900000000"})
+    finally:
+        server.stop()
+    return {"batch_readings_per_s": batch["rps"] * 1000, "batch_non2xx": batch["non2xx"],
+            "batch_stored": stored, "batch_expected": int(batch["rps"] * SECONDS * 1000),
+            "single_rps": single["rps"], "single_p99_ms": single["p99_ms"],
+            "single_non2xx": single["non2xx"]}
+
+
+def report(backend: str, ours: dict, baseline: float, bare: dict, baseline_name: str) -> None:
+    print(f"\n== {backend} ==")
+    print(f"batch ingestion, 1,000 readings/request: {ours['batch_readings_per_s']:,.0f} "
+          f"readings/s (non-2xx {ours['batch_non2xx']}, stored {ours['batch_stored']:,})")
+    print(f"  baseline {baseline_name}: {baseline:,.0f} rows/s")
+    print(f"  ratio: {ours['batch_readings_per_s'] / baseline:.2f}")
+    print(f"one reading/request: {ours['single_rps']:,.0f} req/s, p99 "
+          f"{ours['single_p99_ms']:.1f} ms (non-2xx {ours['single_non2xx']})")
+    print(f"  baseline bare FastAPI endpoint: {bare['rps']:,.0f} req/s, p99 "
+          f"{bare['p99_ms']:.1f} ms")
+    print(f"  ratio: {ours['single_rps'] / bare['rps']:.2f}")
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench/ingest.py needs wrk: apt-get install wrk (make bench does it)")
+    print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}")
+    bare = bare_endpoint(SECONDS)
+    workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
+    try:
+        if "postgresql" in BACKENDS:
+            with pgcluster.throwaway_cluster(durable=True) as cluster:
+                url = pgcluster.create_database(cluster.url, "bench")
+                ours = telemetra_runs(url, workdir, "postgresql")
+                baseline = asyncio.run(copy_baseline(url, SECONDS))
+                report("PostgreSQL (fsync on)", ours, baseline,
+                       bare, "asyncpg copy_records_to_table x4")
+        if "sqlite" in BACKENDS:
+            ours = telemetra_runs(f"sqlite:///{workdir / 'bench.db'}", workdir, "sqlite")
+            baseline = sqlite_baseline(workdir / "baseline.db", SECONDS)
+            report("SQLite (WAL, synchronous=FULL)", ours, baseline, bare,
+                   "sqlite3 executemany")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
