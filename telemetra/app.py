@@ -12,16 +12,17 @@ from telemetra.analytics.endpoints import router as analytics_router
 from telemetra.auth import service as auth_service
 from telemetra.auth.endpoints import router as auth_router
 from telemetra.db.engine import create_engine
+from telemetra.db.migrate import upgrade
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.groups.endpoints import router as groups_router
-from telemetra.db.migrate import upgrade
 from telemetra.kit.jobs import Jobs
 from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.openapi import install_problem_openapi
 from telemetra.kit.problems import install_problem_handlers
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs.endpoints import router as orgs_router
-from telemetra.readings.endpoints import ingest_router, router as readings_router
+from telemetra.readings.endpoints import ingest_router
+from telemetra.readings.endpoints import router as readings_router
 from telemetra.readings.ingest import Ingestor
 from telemetra.readings.partitions import Partitions, months_around
 from telemetra.readings.retention import apply_retention
@@ -29,7 +30,8 @@ from telemetra.readings.writer import Writer
 from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.settings import Settings, get_settings
 from telemetra.sites.endpoints import router as sites_router
-from telemetra.system.endpoints import health_router, router as system_router
+from telemetra.system.endpoints import health_router
+from telemetra.system.endpoints import router as system_router
 from telemetra.users.endpoints import router as users_router
 
 log = logging.getLogger("telemetra")

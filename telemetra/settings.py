@@ -2,10 +2,10 @@
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
 
 DEV_SECRET_KEY = "dev-secret-change-me-this-is-not-secret"
 DEV_ADMIN_PASSWORD = "telemetra-admin"  # what `make run` uses when none is configured

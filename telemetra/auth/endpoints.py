@@ -6,8 +6,16 @@ from sqlalchemy import select
 
 from telemetra.auth import service
 from telemetra.auth.dependencies import CurrentUser
-from telemetra.auth.schemas import (LoginRequest, LogoutRequest, Me, PasswordChange,
-                                    RefreshRequest, SignupRequest, TokenPair, User)
+from telemetra.auth.schemas import (
+    LoginRequest,
+    LogoutRequest,
+    Me,
+    PasswordChange,
+    RefreshRequest,
+    SignupRequest,
+    TokenPair,
+    User,
+)
 from telemetra.db.tables import organizations
 from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.errors import Invalid, TelemetraError

@@ -3,9 +3,10 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, model_validator
 
 from telemetra.auth.roles import Role
+from telemetra.kit.schemas import Body
 
 Username = Annotated[str, StringConstraints(min_length=3, max_length=150,
                                             pattern=r"^[A-Za-z0-9_.@+-]+$")]
@@ -13,18 +14,14 @@ Password = Annotated[str, Field(min_length=8, max_length=256)]
 FullName = Annotated[str, StringConstraints(max_length=200)]
 
 
-class Strict(BaseModel):  # noqa: see kit.schemas.Body
-    model_config = ConfigDict(extra="forbid")
-
-
-class SignupRequest(Strict):
+class SignupRequest(Body):
     username: Username
     password: Password
     email: EmailStr | None = None
     full_name: FullName | None = None
 
 
-class LoginRequest(Strict):
+class LoginRequest(Body):
     username: Annotated[str, Field(max_length=320)] | None = None
     email: Annotated[str, Field(max_length=320)] | None = None
     password: Annotated[str, Field(max_length=256)]
@@ -47,15 +44,15 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires")
 
 
-class RefreshRequest(Strict):
+class RefreshRequest(Body):
     refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class LogoutRequest(Strict):
+class LogoutRequest(Body):
     refresh_token: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
-class PasswordChange(Strict):
+class PasswordChange(Body):
     current_password: Annotated[str, Field(max_length=256)]
     new_password: Password
 
@@ -82,7 +79,7 @@ class Me(User):
     organization: OrganizationRef
 
 
-class UserCreate(Strict):
+class UserCreate(Body):
     username: Username
     password: Password
     email: EmailStr | None = None
@@ -90,7 +87,7 @@ class UserCreate(Strict):
     role: Role = Role.member
 
 
-class UserUpdate(Strict):
+class UserUpdate(Body):
     email: EmailStr | None = None
     full_name: FullName | None = None
     role: Role | None = None

@@ -5,9 +5,19 @@ from fastapi.responses import Response
 
 from telemetra.auth.dependencies import CurrentUser, DeviceOrMember, Member
 from telemetra.devices import service
-from telemetra.devices.schemas import (Device, DeviceCreate, DeviceLog, DeviceStatus,
-                                       DeviceStatusInfo, DeviceUpdate, DeviceWithKey, Heartbeat,
-                                       LogCreate, LogLevel, LogsAccepted)
+from telemetra.devices.schemas import (
+    Device,
+    DeviceCreate,
+    DeviceLog,
+    DeviceStatus,
+    DeviceStatusInfo,
+    DeviceUpdate,
+    DeviceWithKey,
+    Heartbeat,
+    LogCreate,
+    LogLevel,
+    LogsAccepted,
+)
 from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page

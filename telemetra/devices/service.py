@@ -8,8 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.auth.dependencies import DEVICE_KEY_LOOKUP_CHARS, DEVICE_KEY_PREFIX, AuthDevice
 from telemetra.db.tables import device_logs, devices, group_members, organizations, sites
-from telemetra.devices.schemas import (DeviceCreate, DeviceStatus, DeviceUpdate, Heartbeat,
-                                       LogCreate, LogLevel)
+from telemetra.devices.schemas import (
+    DeviceCreate,
+    DeviceStatus,
+    DeviceUpdate,
+    Heartbeat,
+    LogCreate,
+    LogLevel,
+)
 from telemetra.kit.errors import Invalid, NotFound, QuotaExceeded
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
@@ -32,7 +38,8 @@ async def _new_key(conn: AsyncConnection) -> tuple[str, str, str]:
     while True:
         key = random_token(DEVICE_KEY_PREFIX)
         prefix = key[:DEVICE_KEY_LOOKUP_CHARS]
-        if await conn.scalar(select(devices.c.id).where(devices.c.api_key_prefix == prefix)) is None:
+        taken = await conn.scalar(select(devices.c.id).where(devices.c.api_key_prefix == prefix))
+        if taken is None:
             return key, prefix, token_hash(key)
 
 

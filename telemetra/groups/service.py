@@ -5,24 +5,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, group_members, groups
 from telemetra.devices.service import device_out, get_device
-from telemetra.kit.errors import Conflict, Invalid
-from telemetra.kit.pagination import PageParams, paginate
-from telemetra.kit.scoping import get_scoped, scoped
-from telemetra.kit.timeutil import utcnow
 from telemetra.groups.schemas import GroupCreate, GroupUpdate
+from telemetra.kit.errors import Invalid
+from telemetra.kit.pagination import PageParams, paginate
+from telemetra.kit.scoping import ensure_name_free, get_scoped, scoped
+from telemetra.kit.timeutil import utcnow
 
 _device_count = (select(func.count()).where(group_members.c.group_id == groups.c.id)
                  .scalar_subquery().label("device_count"))
-
-
-async def _check_name_free(conn: AsyncConnection, organization_id: int, name: str,
-                           exclude_id: int | None = None) -> None:
-    query = select(groups.c.id).where(groups.c.organization_id == organization_id,
-                                      groups.c.name == name)
-    if exclude_id is not None:
-        query = query.where(groups.c.id != exclude_id)
-    if await conn.scalar(query) is not None:
-        raise Conflict(f"a group named {name!r} exists already")
 
 
 async def list_groups(conn: AsyncConnection, organization_id: int,
@@ -47,7 +37,7 @@ async def get_group(conn: AsyncConnection, organization_id: int, group_id: int,
 
 
 async def create_group(conn: AsyncConnection, organization_id: int, body: GroupCreate) -> dict:
-    await _check_name_free(conn, organization_id, body.name)
+    await ensure_name_free(conn, groups, organization_id, body.name)
     now = utcnow()
     group_id = await conn.scalar(insert(groups).values(
         **body.model_dump(), organization_id=organization_id, created_at=now, updated_at=now,
@@ -62,7 +52,8 @@ async def update_group(conn: AsyncConnection, organization_id: int, group_id: in
     if "name" in values:
         if values["name"] is None:
             raise Invalid("name cannot be null", loc=["body", "name"])
-        await _check_name_free(conn, organization_id, values["name"], exclude_id=group_id)
+        await ensure_name_free(conn, groups, organization_id, values["name"],
+                               exclude_id=group_id)
     if values:
         await conn.execute(update(groups).where(groups.c.id == group_id)
                            .values(**values, updated_at=utcnow()))

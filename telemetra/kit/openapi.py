@@ -56,7 +56,7 @@ PROBLEM_SCHEMAS: dict[str, Any] = {
         "properties": {
             "loc": {"type": "array", "items": {"anyOf": [{"type": "string"},
                                                          {"type": "integer"}]},
-                    "description": "Where: e.g. `[\"body\", \"name\"]` or `[\"query\", \"limit\"]`"},
+                    "description": 'Where: e.g. `["body", "name"]` or `["query", "limit"]`'},
             "msg": {"type": "string"},
         },
     },

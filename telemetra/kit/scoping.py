@@ -4,7 +4,7 @@ from sqlalchemy import Select, Table, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telemetra.kit.errors import Invalid, NotFound
+from telemetra.kit.errors import Conflict, Invalid, NotFound
 
 
 def scoped(table: Table, organization_id: int) -> Select:
@@ -34,3 +34,14 @@ async def ensure_scoped(conn: AsyncConnection, table: Table, object_id: int | No
     if found is None:
         raise Invalid(f"{field}: no such {table.name.rstrip('s')} {object_id}",
                       loc=["body", field])
+
+
+async def ensure_name_free(conn: AsyncConnection, table: Table, organization_id: int, name: str,
+                           exclude_id: int | None = None) -> None:
+    """Names are unique per organization (sites, groups): a taken one is a 409."""
+    query = select(table.c.id).where(table.c.organization_id == organization_id,
+                                     table.c.name == name)
+    if exclude_id is not None:
+        query = query.where(table.c.id != exclude_id)
+    if await conn.scalar(query) is not None:
+        raise Conflict(f"a {table.name.rstrip('s')} named {name!r} exists already")

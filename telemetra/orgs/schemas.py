@@ -1,7 +1,9 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from telemetra.kit.schemas import Body
 
 DEFAULT_INVALID_TAGS = ["system", "suspect", "too old"]
 
@@ -21,18 +23,14 @@ class Organization(BaseModel):
     updated_at: datetime
 
 
-class OrganizationUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OrganizationUpdate(Body):
     # Each may be left out (unchanged), none may be null: the columns are NOT NULL.
     name: OrgName = None
     retention_days: Annotated[int, Field(ge=1, le=36500)] = None
     invalid_tags: Annotated[list[Tag], Field(max_length=100)] = None
 
 
-class PlanUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PlanUpdate(Body):
     plan: Annotated[str, StringConstraints(min_length=1, max_length=50)]
     max_devices: Annotated[int, Field(ge=0)] | None = None
     max_readings_per_day: Annotated[int, Field(ge=0)] | None = None

@@ -9,7 +9,6 @@ from telemetra.kit.errors import Conflict, NotFound
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs.schemas import DEFAULT_INVALID_TAGS, OrganizationUpdate, PlanUpdate
 
-
 # A reading row with its index entry, without tags or meta, on PostgreSQL.
 APPROX_BYTES_PER_READING = 64
 
@@ -63,10 +62,12 @@ async def update_organization(conn: AsyncConnection, organization_id: int,
 
 async def usage(conn: AsyncConnection, organization_id: int) -> dict:
     org = await get_organization(conn, organization_id)
-    device_count = await conn.scalar(
-        select(func.count()).select_from(devices).where(devices.c.organization_id == organization_id))
-    sensor_count = await conn.scalar(
-        select(func.count()).select_from(sensors).where(sensors.c.organization_id == organization_id))
+    def count(table):
+        return select(func.count()).select_from(table).where(
+            table.c.organization_id == organization_id)
+
+    device_count = await conn.scalar(count(devices))
+    sensor_count = await conn.scalar(count(sensors))
     now = utcnow()
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     org_sensors = select(sensors.c.id).where(sensors.c.organization_id == organization_id)

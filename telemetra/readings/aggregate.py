@@ -15,8 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from telemetra.db.tables import readings, sensors
 from telemetra.db.types import ReadingTime
 from telemetra.kit.errors import Invalid
-from telemetra.readings.buckets import (BoundaryIndex, Interval, calendar_boundaries,
-                                        fixed_offset_seconds)
+from telemetra.readings.buckets import (
+    BoundaryIndex,
+    Interval,
+    calendar_boundaries,
+    fixed_offset_seconds,
+)
 from telemetra.readings.query import ReadingFilter
 
 FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")

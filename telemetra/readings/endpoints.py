@@ -7,17 +7,28 @@ from telemetra.auth.dependencies import Admin, AuthDevice, CurrentUser, IngestPr
 from telemetra.auth.roles import Role
 from telemetra.db.tables import devices
 from telemetra.kit.body import read_body
-from telemetra.kit.errors import Forbidden, Invalid, NotFound
-from telemetra.readings.decode import parse_json
-from telemetra.readings.ingest import Target
 from telemetra.kit.db import ConnDep, TransactionalRoute
+from telemetra.kit.errors import Forbidden, Invalid, NotFound
 from telemetra.kit.timeparse import ACCEPTED, parse_query_time
 from telemetra.readings import aggregate, query, review, transfer
 from telemetra.readings.buckets import parse_interval, parse_zone
+from telemetra.readings.decode import parse_json
 from telemetra.readings.flags import ReviewStatus
+from telemetra.readings.ingest import Target
 from telemetra.readings.query import ReadingFilter
-from telemetra.readings.schemas import (INGEST_BODY, AggregateList, Count, ImportResult, IngestResult, Reading, ReadingList,
-                                        ReadingPage, ReadingUpdate, ReviewAction, ReviewRequest)
+from telemetra.readings.schemas import (
+    INGEST_BODY,
+    AggregateList,
+    Count,
+    ImportResult,
+    IngestResult,
+    Reading,
+    ReadingList,
+    ReadingPage,
+    ReadingUpdate,
+    ReviewAction,
+    ReviewRequest,
+)
 
 ingest_router = APIRouter(tags=["readings"])
 

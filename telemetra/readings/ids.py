@@ -52,4 +52,5 @@ def parse_cursor(text: str) -> tuple[datetime, int]:
         sensor_id, micros = _ID.unpack(raw)
         return from_micros(micros), sensor_id
     except (ValueError, binascii.Error, OverflowError):
-        raise Invalid("cursor: not a cursor this server gave out", loc=["query", "cursor"]) from None
+        raise Invalid("cursor: not a cursor this server gave out",
+                      loc=["query", "cursor"]) from None

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telemetra.db.tables import organizations, sensors
 from telemetra.kit.db import open_transaction
 from telemetra.kit.timeutil import utcnow
+from telemetra.orgs.schemas import DEFAULT_INVALID_TAGS
 from telemetra.readings import sensortypes
 from telemetra.readings.decode import Reading, Rejection, decode_body
 from telemetra.readings.flags import pack
 from telemetra.readings.writer import Row, Writer
-from telemetra.orgs.schemas import DEFAULT_INVALID_TAGS
 
 CACHE_SECONDS = 30.0
 

@@ -1,13 +1,10 @@
 from datetime import datetime
-from typing import Any
-
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
 from telemetra.kit.schemas import Body
-
 from telemetra.readings.flags import ReviewStatus
 
 

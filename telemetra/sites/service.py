@@ -7,9 +7,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, readings, sensors, sites
-from telemetra.kit.errors import Conflict, Invalid
+from telemetra.kit.errors import Invalid
 from telemetra.kit.pagination import PageParams, paginate
-from telemetra.kit.scoping import get_scoped, scoped
+from telemetra.kit.scoping import ensure_name_free, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
 from telemetra.sites.schemas import SiteCreate, SiteUpdate
 
@@ -18,16 +18,6 @@ def _check_timezone(values: dict) -> None:
     tz = values.get("timezone")
     if tz is not None and tz not in available_timezones():
         raise Invalid(f"timezone: {tz!r} is not an IANA time zone name", loc=["body", "timezone"])
-
-
-async def _check_name_free(conn: AsyncConnection, organization_id: int, name: str,
-                           exclude_id: int | None = None) -> None:
-    query = select(sites.c.id).where(sites.c.organization_id == organization_id,
-                                     sites.c.name == name)
-    if exclude_id is not None:
-        query = query.where(sites.c.id != exclude_id)
-    if await conn.scalar(query) is not None:
-        raise Conflict(f"a site named {name!r} exists already")
 
 
 async def list_sites(conn: AsyncConnection, organization_id: int, params: PageParams,
@@ -45,7 +35,7 @@ async def get_site(conn: AsyncConnection, organization_id: int, site_id: int) ->
 async def create_site(conn: AsyncConnection, organization_id: int, body: SiteCreate) -> RowMapping:
     values = body.model_dump()
     _check_timezone(values)
-    await _check_name_free(conn, organization_id, body.name)
+    await ensure_name_free(conn, sites, organization_id, body.name)
     now = utcnow()
     site_id = await conn.scalar(insert(sites).values(
         **values, organization_id=organization_id, created_at=now, updated_at=now,
@@ -61,7 +51,8 @@ async def update_site(conn: AsyncConnection, organization_id: int, site_id: int,
         raise Invalid("name cannot be null", loc=["body", "name"])
     _check_timezone(values)
     if values.get("name"):
-        await _check_name_free(conn, organization_id, values["name"], exclude_id=site_id)
+        await ensure_name_free(conn, sites, organization_id, values["name"],
+                               exclude_id=site_id)
     if values:
         await conn.execute(update(sites).where(sites.c.id == site_id)
                            .values(**values, updated_at=utcnow()))

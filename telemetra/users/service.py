@@ -5,7 +5,7 @@
 - a superadmin is never deleted or deactivated, and the last active owner stays an owner.
 """
 
-from sqlalchemy import func, select, update, delete
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -68,8 +68,9 @@ async def _check_removable(conn: AsyncConnection, actor: AuthUser, target: RowMa
     if target["is_superadmin"]:
         raise Forbidden(f"a superadmin cannot be {action}d here")
     _check_may_manage(actor, target)
-    if target["role"] == Role.owner.value and target["is_active"] and not await _other_active_owners(
-            conn, actor.organization_id, target["id"]):
+    last_owner = (target["role"] == Role.owner.value and target["is_active"]
+                  and not await _other_active_owners(conn, actor.organization_id, target["id"]))
+    if last_owner:
         raise Conflict(f"the last owner of the organization cannot be {action}d")
 
 

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_query_time, parse_timestamp

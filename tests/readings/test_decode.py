@@ -8,7 +8,8 @@ import struct
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetra.kit.errors import Invalid
 from telemetra.readings.decode import Reading, decode_body, parse_json
