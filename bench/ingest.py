@@ -34,6 +34,7 @@ from tests import pgcluster  # noqa: E402  (the same throwaway cluster the tests
 from tests.server import API, Server, free_port  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 BACKENDS = os.environ.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")
 BENCH = Path(__file__).resolve().parent
 
@@ -151,7 +152,7 @@ def bare_endpoint(seconds: float) -> dict:
 
 
 def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
-    server = Server(database_url, workdir / f"server-{backend}.log")
+    server = Server(database_url, workdir / f"server-{backend}.log", workers=WORKERS)
     server.start()
     try:
         device_id, key = device_key(server)
@@ -185,7 +186,8 @@ def report(backend: str, ours: dict, baseline: float, bare: dict, baseline_name:
 def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench/ingest.py needs wrk: apt-get install wrk (make bench does it)")
-    print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}")
+    print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}, "
+          f"telemetra serve --workers {WORKERS}")
     bare = bare_endpoint(SECONDS)
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
     try:

@@ -3,13 +3,14 @@
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from telemetra import __version__
 from telemetra.admin.endpoints import router as admin_router
 from telemetra.analytics.endpoints import router as analytics_router
 from telemetra.auth import service as auth_service
+from telemetra.auth.devicekeys import DeviceKeyCache
 from telemetra.auth.endpoints import router as auth_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
@@ -39,13 +40,10 @@ log = logging.getLogger("telemetra")
 API_PREFIX = "/api/v1"
 
 
-def api_router() -> APIRouter:
-    router = APIRouter(prefix=API_PREFIX)
-    for feature in (auth_router, users_router, orgs_router, sites_router, devices_router,
-                    sensors_router, groups_router, ingest_router, readings_router,
-                    analytics_router, admin_router, system_router):
-        router.include_router(feature)
-    return router
+# Ingestion first: routes are matched in order, and it is the hot path.
+FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_router,
+                   devices_router, sensors_router, groups_router, readings_router,
+                   analytics_router, admin_router, system_router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,14 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         try:
             await upgrade(engine)
-            async with engine.begin() as conn:
-                await auth_service.ensure_superadmin(conn, settings)
+            await auth_service.seed(engine, settings)
             partitions = Partitions(engine)
             await partitions.ensure(months_around(utcnow()))
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
                             max_batch_rows=settings.ingest_batch_rows)
             await writer.start()
             app.state.ingestor = Ingestor(engine, writer)
+            app.state.device_keys = DeviceKeyCache()
             app.state.partitions = partitions
             jobs = Jobs()
             jobs.every(settings.maintenance_seconds, "partitions",
@@ -89,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(health_router)
-    app.include_router(api_router())
+    for feature in FEATURE_ROUTERS:
+        app.include_router(feature, prefix=API_PREFIX)
     install_problem_openapi(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

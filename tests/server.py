@@ -22,7 +22,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, database_url: str, log_path: Path, **settings: str) -> None:
+    def __init__(self, database_url: str, log_path: Path, workers: int = 1,
+                 **settings: str) -> None:
+        self.workers = workers
         self.database_url = database_url
         self.port = free_port()
         self.log_path = log_path
@@ -43,7 +45,7 @@ class Server:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "telemetra", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+             "--port", str(self.port), "--workers", str(self.workers)], env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -42,7 +42,11 @@ class AuthDevice:
     status: str
 
 
-async def _device_from_key(conn, key: str) -> AuthDevice:
+async def _device_from_key(request: Request, conn, key: str) -> AuthDevice:
+    cache = request.app.state.device_keys
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
     row = (await conn.execute(
         select(devices.c.id, devices.c.organization_id, devices.c.status, devices.c.api_key_hash)
         .where(devices.c.api_key_prefix == key[:DEVICE_KEY_LOOKUP_CHARS])
@@ -51,7 +55,9 @@ async def _device_from_key(conn, key: str) -> AuthDevice:
         raise Unauthorized("invalid device key")
     if row.status == "inactive":
         raise Forbidden("this device is inactive; a user must reactivate it")
-    return AuthDevice(id=row.id, organization_id=row.organization_id, status=row.status)
+    device = AuthDevice(id=row.id, organization_id=row.organization_id, status=row.status)
+    cache.put(key, device)
+    return device
 
 
 async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
@@ -74,11 +80,11 @@ async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
 async def _authenticate(request: Request, conn, bearer: str | None,
                         api_key: str | None) -> AuthUser | AuthDevice:
     if api_key:
-        return await _device_from_key(conn, api_key)
+        return await _device_from_key(request, conn, api_key)
     if not bearer:
         raise Unauthorized("authentication required: a Bearer token or an X-API-Key")
     if bearer.startswith(DEVICE_KEY_PREFIX):
-        return await _device_from_key(conn, bearer)
+        return await _device_from_key(request, conn, bearer)
     return await _user_from_token(request, conn, bearer)
 
 
@@ -100,7 +106,11 @@ async def get_principal_outside_transaction(
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> AuthUser | AuthDevice:
     """The caller, looked up on a short connection of its own: for endpoints that hand their
-    writes to the group-commit writer and must not hold a request transaction meanwhile."""
+    writes to the group-commit writer and must not hold a request transaction meanwhile.
+    A device key already verified in this process needs no connection at all."""
+    key = api_key or (bearer if bearer and bearer.startswith(DEVICE_KEY_PREFIX) else None)
+    if key is not None and (cached := request.app.state.device_keys.get(key)) is not None:
+        return cached
     async with request.app.state.engine.connect() as conn:
         return await _authenticate(request, conn, bearer, api_key)
 

@@ -5,7 +5,7 @@ import secrets
 from datetime import timedelta
 
 from anyio import to_thread
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,6 +15,7 @@ from telemetra.auth.passwords import hash_password, verify_password
 from telemetra.auth.roles import Role
 from telemetra.auth.schemas import PasswordChange, SignupRequest
 from telemetra.db.tables import refresh_tokens, revoked_access_tokens, users
+from telemetra.kit.db import open_transaction
 from telemetra.kit.errors import Conflict, Forbidden, Unauthorized
 from telemetra.kit.secrets import token_hash
 from telemetra.kit.timeutil import utcnow
@@ -179,3 +180,17 @@ async def ensure_superadmin(conn: AsyncConnection, settings: Settings) -> None:
                       password=settings.admin_password, email=settings.admin_email,
                       role=Role.owner, is_superadmin=True)
     log.info("created superadmin %r", settings.admin_username)
+
+
+async def seed(engine, settings: Settings) -> None:
+    """The default organization and the configured superadmin, once, even when several
+    processes start at the same time (they take turns: an advisory lock on PostgreSQL, the
+    write lock on SQLite)."""
+    conn = await open_transaction(engine, write=True)
+    try:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(7003)"))
+        await ensure_superadmin(conn, settings)
+        await conn.commit()
+    finally:
+        await conn.close()

@@ -18,12 +18,24 @@ from telemetra.devices.schemas import (
     LogLevel,
     LogsAccepted,
 )
-from telemetra.kit.db import ConnDep, TransactionalRoute
+from telemetra.kit.db import ConnDep, TransactionalRoute, after_commit
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 from telemetra.kit.timeparse import ACCEPTED, parse_query_time
 
 router = APIRouter(prefix="/devices", tags=["devices"], route_class=TransactionalRoute)
+
+def device_changed(request: Request, device_id: int) -> None:
+    """This process's caches forget the device now and again once the change is committed
+    (so a concurrent request cannot put the old state back meanwhile)."""
+
+    def forget() -> None:
+        request.app.state.device_keys.forget(device_id)
+        request.app.state.ingestor.forget_device(device_id)
+
+    forget()
+    after_commit(request, forget)
+
 
 TimeQuery = Annotated[str | None, Query(max_length=64, description=f"Time: {ACCEPTED}")]
 
@@ -54,21 +66,24 @@ async def get_device(device_id: int, conn: ConnDep, user: CurrentUser):
 
 
 @router.patch("/{device_id}", response_model=Device, summary="Update a device (member)")
-async def update_device(device_id: int, body: DeviceUpdate, conn: ConnDep, user: Member):
+async def update_device(device_id: int, body: DeviceUpdate, conn: ConnDep, user: Member,
+                        request: Request):
+    device_changed(request, device_id)
     return await service.update_device(conn, user.organization_id, device_id, body)
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a device with its sensors, readings, logs and commands (member)")
 async def delete_device(device_id: int, conn: ConnDep, user: Member, request: Request):
+    device_changed(request, device_id)
     await service.delete_device(conn, user.organization_id, device_id)
-    request.app.state.ingestor.forget_device(device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{device_id}/rotate-key", response_model=DeviceWithKey,
              summary="Issue a new key (member); the old key stops working at once")
-async def rotate_device_key(device_id: int, conn: ConnDep, user: Member):
+async def rotate_device_key(device_id: int, conn: ConnDep, user: Member, request: Request):
+    device_changed(request, device_id)
     return await service.rotate_key(conn, user.organization_id, device_id)
 
 
@@ -83,7 +98,9 @@ async def get_device_status(device_id: int, conn: ConnDep, user: CurrentUser):
              description="Updates `last_seen`; optional `status`, `firmware_version`, "
                          "`metadata`; other fields are merged into the metadata.")
 async def device_heartbeat(device_id: int, conn: ConnDep, principal: DeviceOrMember,
-                           body: Annotated[Heartbeat | None, Body()] = None):
+                           request: Request, body: Annotated[Heartbeat | None, Body()] = None):
+    if body is not None and body.status is not None:
+        device_changed(request, device_id)
     return await service.heartbeat(conn, principal, device_id, body)
 
 

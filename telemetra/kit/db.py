@@ -28,17 +28,26 @@ async def open_transaction(engine: AsyncEngine, *, write: bool) -> AsyncConnecti
     return conn
 
 
+def after_commit(request: Request, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the request's transaction has committed (e.g. drop a cache entry
+    of what the request changed). Not run when the transaction rolls back."""
+    request.state._state.setdefault("after_commit", []).append(callback)
+
+
 async def _finish(request: Request, *, commit: bool) -> None:
+    callbacks = request.state._state.pop("after_commit", [])
     conn: AsyncConnection | None = request.state._state.pop("db_conn", None)
-    if conn is None:
-        return
-    try:
-        if commit:
-            await conn.commit()
-        else:
-            await conn.rollback()
-    finally:
-        await conn.close()
+    if conn is not None:
+        try:
+            if commit:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        finally:
+            await conn.close()
+    if commit:
+        for callback in callbacks:
+            callback()
 
 
 class TransactionalRoute(APIRoute):

@@ -1,12 +1,16 @@
 """Pure ASGI middleware: request ids and security headers on every response."""
 
+import itertools
+import os
 import re
-import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Unique without a system call per request: a random per-process prefix and a counter.
+_ID_PREFIX = os.urandom(6).hex()
+_id_counter = itertools.count(1)
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -32,7 +36,7 @@ class RequestIdMiddleware:
                 if _SAFE_REQUEST_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or f"{_ID_PREFIX}{next(_id_counter):010x}"
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_headers(message: Message) -> None:

@@ -21,6 +21,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -113,8 +114,14 @@ def _float32(value: Any, byte_order: str) -> float:
     return number
 
 
+@lru_cache(maxsize=8192)
+def _valid_key(value: str) -> bool:
+    return _KEY.match(value) is not None
+
+
 def _key(value: Any) -> str:
-    if not isinstance(value, str) or not _KEY.match(value):
+    # Devices send the same few keys over and over: remember which ones are valid.
+    if not isinstance(value, str) or not _valid_key(value):
         raise _Reject("invalid key: 1 to 100 letters, digits, spaces or _ . : / -")
     return value
 

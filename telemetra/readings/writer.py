@@ -17,7 +17,7 @@ from datetime import datetime
 import orjson
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from telemetra.db.tables import sensors
 from telemetra.db.types import to_micros
@@ -35,8 +35,12 @@ INSERT INTO readings (sensor_id, ts, value, flags, tags, meta)
 SELECT * FROM unnest($1::int[], $2::timestamptz[], $3::float8[], $4::int2[],
                      $5::text[]::jsonb[], $6::text[]::jsonb[])
 ON CONFLICT (sensor_id, ts) DO NOTHING
-RETURNING sensor_id, ts
 """
+# Fast path: only how many rows were new. When that is all of them (no duplicate, the usual
+# case) every request's count is its number of rows; otherwise the insert is redone, inside
+# the same transaction, returning the keys, to tell each request its own duplicates.
+_PG_INSERT_COUNT = f"WITH ins AS ({_PG_INSERT} RETURNING 1) SELECT count(*) FROM ins"
+_PG_INSERT_KEYS = _PG_INSERT + " RETURNING sensor_id, ts"
 _PG_LATEST = """
 UPDATE sensors AS s SET last_value = v.value, last_ts = v.ts
 FROM unnest($1::int[], $2::timestamptz[], $3::float8[]) AS v(id, ts, value)
@@ -75,6 +79,7 @@ class Writer:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._closing = False
+        self._conn: AsyncConnection | None = None  # the writer's own, kept between batches
 
     @property
     def queue_depth(self) -> int:
@@ -93,6 +98,23 @@ class Writer:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        await self._drop_connection()
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            conn = await self.engine.connect()
+            if self.engine.dialect.name == "sqlite":
+                conn = await conn.execution_options(sqlite_write=True)
+            self._conn = conn
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await conn.close()
+            except Exception:  # a broken connection may fail to close; it is dropped anyway
+                log.debug("closing the writer's connection failed", exc_info=True)
 
     async def write(self, rows: Sequence[Row]) -> int:
         """Store ``rows`` durably; returns how many were new (the rest were duplicates)."""
@@ -141,6 +163,7 @@ class Writer:
             return
         except Exception as exc:  # the database is unreachable or failing: 503, never a hang
             log.warning("write of %d requests failed: %s", len(batch), type(exc).__name__)
+            await self._drop_connection()  # the next batch starts on a fresh connection
             _resolve_error(batch, Unavailable("the database is unavailable; retry shortly",
                                               headers={"Retry-After": "5"}))
             return
@@ -159,36 +182,45 @@ class Writer:
     async def _write_postgresql(self, batch: list[_Pending]) -> list[int]:
         rows = [row for item in batch for row in item.rows]
         columns = list(zip(*rows))
-        async with self.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            async with conn.begin():
-                returned = await raw.fetch(
-                    _PG_INSERT, columns[0], columns[1], columns[2], columns[3],
-                    [_json(tags) for tags in columns[4]], [_json(meta) for meta in columns[5]])
-                inserted = {(r[0], r[1]) for r in returned}
-                counts, latest = _attribute(batch, inserted)
-                if latest:
-                    ids, values = zip(*latest.items())
-                    await raw.execute(_PG_LATEST, list(ids), [v[0] for v in values],
-                                      [v[1] for v in values])
+        conn = await self._connection()
+        raw = (await conn.get_raw_connection()).driver_connection
+        arguments = (columns[0], columns[1], columns[2], columns[3],
+                     [_json(tags) for tags in columns[4]], [_json(meta) for meta in columns[5]])
+        # asyncpg's own transaction: statements on the raw connection are outside SQLAlchemy's.
+        async with raw.transaction():
+            fast = raw.transaction()  # a savepoint
+            await fast.start()
+            if await raw.fetchval(_PG_INSERT_COUNT, *arguments) == len(rows):
+                await fast.commit()
+                counts = [len(item.rows) for item in batch]
+                latest: dict = {}
+                for item in batch:
+                    _note_latest(latest, item.rows)
+            else:
+                await fast.rollback()
+                returned = await raw.fetch(_PG_INSERT_KEYS, *arguments)
+                counts, latest = _attribute(batch, {(r[0], r[1]) for r in returned})
+            if latest:
+                ids, values = zip(*latest.items())
+                await raw.execute(_PG_LATEST, list(ids), [v[0] for v in values],
+                                  [v[1] for v in values])
         return counts
 
     async def _write_sqlite(self, batch: list[_Pending]) -> list[int]:
         counts: list[int] = []
         latest: dict[int, tuple[datetime, float]] = {}
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_write=True)
-            async with conn.begin():
-                for item in batch:
-                    result = await conn.exec_driver_sql(_SQLITE_INSERT, [
-                        (r[0], to_micros(r[1]), r[2], r[3], _json(r[4]), _json(r[5]))
-                        for r in item.rows])
-                    counts.append(result.rowcount)
-                    _note_latest(latest, item.rows)
-                if latest:
-                    await conn.execute(_sqlite_latest, [
-                        {"sid": sid, "ts": ts, "value": value}
-                        for sid, (ts, value) in latest.items()])
+        conn = await self._connection()
+        async with conn.begin():
+            for item in batch:
+                result = await conn.exec_driver_sql(_SQLITE_INSERT, [
+                    (r[0], to_micros(r[1]), r[2], r[3], _json(r[4]), _json(r[5]))
+                    for r in item.rows])
+                counts.append(result.rowcount)
+                _note_latest(latest, item.rows)
+            if latest:
+                await conn.execute(_sqlite_latest, [
+                    {"sid": sid, "ts": ts, "value": value}
+                    for sid, (ts, value) in latest.items()])
         return counts
 
 

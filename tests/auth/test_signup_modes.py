@@ -24,3 +24,29 @@ def test_closed_mode_refuses_signup(database_url):
                                                           "password": "password-123"})
         assert response.status_code == 403
         assert response.json()["code"] == "forbidden"
+
+
+def test_processes_starting_together_seed_once(database_url):
+    """telemetra serve --workers N: every worker seeds at start, and exactly one wins."""
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from telemetra.auth.service import seed
+    from telemetra.db.engine import create_engine
+    from telemetra.db.tables import organizations, users
+
+    settings = make_settings(database_url)
+
+    async def start_together():
+        engines = [create_engine(database_url) for _ in range(4)]
+        try:
+            await asyncio.gather(*[seed(engine, settings) for engine in engines])
+            async with engines[0].connect() as conn:
+                return (await conn.scalar(select(func.count()).select_from(organizations)),
+                        await conn.scalar(select(func.count()).select_from(users)))
+        finally:
+            for engine in engines:
+                await engine.dispose()
+
+    assert asyncio.run(start_together()) == (1, 1)
