@@ -135,7 +135,7 @@ def bare_endpoint(seconds: float) -> dict:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"], cwd=ROOT,
+         "--port", str(port), "--log-level", "warning", "--workers", str(WORKERS)], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -178,7 +178,7 @@ def report(backend: str, ours: dict, baseline: float, bare: dict, baseline_name:
     print(f"  ratio: {ours['batch_readings_per_s'] / baseline:.2f}")
     print(f"one reading/request: {ours['single_rps']:,.0f} req/s, p99 "
           f"{ours['single_p99_ms']:.1f} ms (non-2xx {ours['single_non2xx']})")
-    print(f"  baseline bare FastAPI endpoint: {bare['rps']:,.0f} req/s, p99 "
+    print(f"  baseline bare FastAPI endpoint ({WORKERS} worker(s)): {bare['rps']:,.0f} req/s, p99 "
           f"{bare['p99_ms']:.1f} ms")
     print(f"  ratio: {ours['single_rps'] / bare['rps']:.2f}")
 

@@ -120,19 +120,21 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
         "first": func.min(inner.c.first_value) if "first" in functions else None,
         "last": func.min(inner.c.last_value) if "last" in functions else None,
     }
-    bucket_out = type_coerce(inner.c.bucket, ReadingTime()).label("bucket")
     measures = [aggregates[name].label(name) for name in functions]
+    group_by = [inner.c.sensor_id, inner.c.bucket] if per_sensor else [inner.c.bucket]
+    # Group first, then join the few result rows to their sensors (not every reading).
+    grouped = (select(*group_by, *measures).where(inner.c.bucket.is_not(None))
+               .group_by(*group_by).subquery())
+    bucket_out = type_coerce(grouped.c.bucket, ReadingTime()).label("bucket")
+    values = [grouped.c[name] for name in functions]
     if per_sensor:
-        query = (select(inner.c.sensor_id, sensors.c.device_id, sensors.c.key, bucket_out,
-                        *measures)
-                 .join_from(inner, sensors, sensors.c.id == inner.c.sensor_id)
-                 .group_by(inner.c.sensor_id, sensors.c.device_id, sensors.c.key,
-                           inner.c.bucket)
-                 .order_by(inner.c.sensor_id, inner.c.bucket))
+        query = (select(grouped.c.sensor_id, sensors.c.device_id, sensors.c.key, bucket_out,
+                        *values)
+                 .join_from(grouped, sensors, sensors.c.id == grouped.c.sensor_id)
+                 .order_by(grouped.c.sensor_id, grouped.c.bucket))
     else:
-        query = (select(bucket_out, *measures).group_by(inner.c.bucket)
-                 .order_by(inner.c.bucket))
-    query = query.where(inner.c.bucket.is_not(None)).limit(MAX_ROWS + 1)
+        query = select(bucket_out, *values).order_by(grouped.c.bucket)
+    query = query.limit(MAX_ROWS + 1)
     rows = (await conn.execute(query)).mappings().all()
     if len(rows) > MAX_ROWS:
         raise Invalid(f"more than {MAX_ROWS} buckets: narrow the range or widen the interval",
