@@ -7,9 +7,19 @@ function registered on the connection.
 """
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Integer, func, literal, literal_column, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    func,
+    literal,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import readings, sensors
@@ -21,7 +31,7 @@ from telemetra.readings.buckets import (
     calendar_boundaries,
     fixed_offset_seconds,
 )
-from telemetra.readings.query import ReadingFilter
+from telemetra.readings.query import ReadingFilter, reading_clauses_for, sensor_ids_for
 
 FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 MAX_ROWS = 100_000
@@ -67,23 +77,24 @@ def _sqlite_fixed_bucket(interval: Interval, offset: int):
     return ((micros - shift) // width) * width + shift
 
 
-async def _sqlite_calendar_bucket(conn: AsyncConnection, where: ReadingFilter,
-                                  interval: Interval, zone: ZoneInfo):
+async def _register_calendar(conn: AsyncConnection, where: ReadingFilter, interval: Interval,
+                             zone: ZoneInfo) -> bool:
+    """Give SQLite this query's calendar boundaries; False when nothing is selected."""
     start, end = where.start, where.end
     if start is None or end is None:
         bounds = (await conn.execute(
             select(func.min(readings.c.ts), func.max(readings.c.ts))
-            .where(readings.c.sensor_id.in_(where.sensor_ids()), *where.reading_clauses())
-        )).one()
+            .where(readings.c.sensor_id.in_(where.sensor_ids()), *where.reading_clauses()),
+            where.params)).one()
         if bounds[0] is None:
-            return None
+            return False
         start = start or bounds[0]
         end = end or bounds[1]
     index = BoundaryIndex(calendar_boundaries(start, end, interval, zone))
     raw = await conn.get_raw_connection()
     await raw.driver_connection.create_function(_SQLITE_BUCKET_FN, 1, index,
                                                 deterministic=True)
-    return getattr(func, _SQLITE_BUCKET_FN)(readings.c.ts)
+    return True
 
 
 async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Interval,
@@ -93,14 +104,31 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
     selected sensors (rows per bucket only)."""
     where.check_range()
     offset = fixed_offset_seconds(zone, where.start or datetime.now(UTC))
-    if conn.dialect.name == "postgresql":
+    dialect = conn.dialect.name
+    if dialect == "sqlite" and not interval.fixed:
+        if not await _register_calendar(conn, where, interval, zone):
+            return []
+    statement = _statement(dialect, where.shape, interval, tuple(functions), zone.key, offset,
+                           per_sensor)
+    rows = (await conn.execute(statement, where.params)).mappings().all()
+    if len(rows) > MAX_ROWS:
+        raise Invalid(f"more than {MAX_ROWS} buckets: narrow the range or widen the interval",
+                      loc=["query", "interval"])
+    return [_row_out(row, functions, per_sensor) for row in rows]
+
+
+@lru_cache(maxsize=512)
+def _statement(dialect: str, shape: tuple, interval: Interval, functions: tuple[str, ...],
+               zone_key: str, offset: int, per_sensor: bool) -> Select:
+    """Built once per kind of question; executed with the filter's parameters."""
+    zone = ZoneInfo(zone_key)
+    if dialect == "postgresql":
         bucket = _pg_bucket(interval, zone, offset)
     elif interval.fixed:
         bucket = _sqlite_fixed_bucket(interval, offset)
     else:
-        bucket = await _sqlite_calendar_bucket(conn, where, interval, zone)
-        if bucket is None:
-            return []
+        bucket = getattr(func, _SQLITE_BUCKET_FN)(readings.c.ts)
+    where = sensor_ids_for(shape)
     value = readings.c.value
     inner_columns = [readings.c.sensor_id, bucket.label("bucket"), value.label("value")]
     partition = [readings.c.sensor_id, bucket] if per_sensor else [bucket]
@@ -111,7 +139,7 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
         inner_columns.append(func.last_value(value).over(**window, rows=(None, None))
                              .label("last_value"))
     inner = (select(*inner_columns)
-             .where(readings.c.sensor_id.in_(where.sensor_ids()), *where.reading_clauses())
+             .where(readings.c.sensor_id.in_(where), *reading_clauses_for(shape))
              .subquery())
     aggregates = {
         "avg": func.avg(inner.c.value), "min": func.min(inner.c.value),
@@ -135,11 +163,7 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
     else:
         query = select(bucket_out, *values).order_by(grouped.c.bucket)
     query = query.limit(MAX_ROWS + 1)
-    rows = (await conn.execute(query)).mappings().all()
-    if len(rows) > MAX_ROWS:
-        raise Invalid(f"more than {MAX_ROWS} buckets: narrow the range or widen the interval",
-                      loc=["query", "interval"])
-    return [_row_out(row, functions, per_sensor) for row in rows]
+    return query
 
 
 def _row_out(row, functions: list[str], per_sensor: bool) -> dict:

@@ -2,8 +2,9 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import Integer, Select, and_, func, literal, select, tuple_
+from sqlalchemy import Integer, Select, and_, bindparam, func, literal, select, tuple_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,40 +40,75 @@ class ReadingFilter:
         if self.start and self.end and self.start > self.end:
             raise Invalid("start is after end", loc=["query", "start"])
 
+    @property
+    def shape(self) -> tuple:
+        """Which filters are set: statements are built once per shape (see ``sensor_ids_for``)
+        and executed with ``params``."""
+        return (self.sensor_id is not None, self.device_id is not None, bool(self.keys),
+                self.site_id is not None, self.group_id is not None, self.start is not None,
+                self.end is not None, self.status, self.include_invalid)
+
+    @property
+    def params(self) -> dict:
+        values = {"f_org": self.organization_id, "f_sensor": self.sensor_id,
+                  "f_device": self.device_id, "f_keys": self.keys, "f_site": self.site_id,
+                  "f_group": self.group_id, "f_start": self.start, "f_end": self.end}
+        return {name: value for name, value in values.items()
+                if value is not None and value != []}
+
     def sensor_ids(self) -> Select:
-        """The organization's sensors these filters name."""
-        query = select(sensors.c.id).where(sensors.c.organization_id == self.organization_id)
-        if self.sensor_id is not None:
-            query = query.where(sensors.c.id == self.sensor_id)
-        if self.device_id is not None:
-            query = query.where(sensors.c.device_id == self.device_id)
-        if self.keys:
-            query = query.where(sensors.c.key.in_(self.keys))
-        if self.site_id is not None:
-            query = query.where(sensors.c.device_id.in_(
-                select(devices.c.id).where(devices.c.site_id == self.site_id)))
-        if self.group_id is not None:
-            query = query.where(sensors.c.device_id.in_(
-                select(group_members.c.device_id).where(group_members.c.group_id == self.group_id)))
-        return query
+        """The organization's sensors these filters name (execute with ``params``)."""
+        return sensor_ids_for(self.shape)
 
     def reading_clauses(self) -> list:
-        """Conditions on the readings table itself (time, review status, validity)."""
-        clauses = []
-        if self.start is not None:
-            clauses.append(readings.c.ts >= self.start)
-        if self.end is not None:
-            clauses.append(readings.c.ts <= self.end)
-        if self.status is not None:
-            clauses.append(F.status_clause(readings.c.flags, self.status))
-        if not self.include_invalid:
-            clauses.append(F.valid_clause(readings.c.flags))
-        return clauses
+        """Conditions on the readings table itself: time, review status, validity (execute
+        with ``params``)."""
+        return list(reading_clauses_for(self.shape))
 
     def select_readings(self) -> Select:
-        return (select(*READING_COLUMNS)
-                .join_from(readings, sensors, sensors.c.id == readings.c.sensor_id)
-                .where(readings.c.sensor_id.in_(self.sensor_ids()), *self.reading_clauses()))
+        return _select_readings(self.shape)
+
+
+@lru_cache(maxsize=512)
+def sensor_ids_for(shape: tuple) -> Select:
+    sensor, device, keys, site, group = shape[:5]
+    query = select(sensors.c.id).where(sensors.c.organization_id == bindparam("f_org"))
+    if sensor:
+        query = query.where(sensors.c.id == bindparam("f_sensor"))
+    if device:
+        query = query.where(sensors.c.device_id == bindparam("f_device"))
+    if keys:
+        query = query.where(sensors.c.key.in_(bindparam("f_keys", expanding=True)))
+    if site:
+        query = query.where(sensors.c.device_id.in_(
+            select(devices.c.id).where(devices.c.site_id == bindparam("f_site"))))
+    if group:
+        query = query.where(sensors.c.device_id.in_(
+            select(group_members.c.device_id)
+            .where(group_members.c.group_id == bindparam("f_group"))))
+    return query
+
+
+@lru_cache(maxsize=512)
+def reading_clauses_for(shape: tuple, table=readings) -> tuple:
+    start, end, status, include_invalid = shape[5:]
+    clauses = []
+    if start:
+        clauses.append(table.c.ts >= bindparam("f_start", type_=ReadingTime()))
+    if end:
+        clauses.append(table.c.ts <= bindparam("f_end", type_=ReadingTime()))
+    if status is not None:
+        clauses.append(F.status_clause(table.c.flags, status))
+    if not include_invalid:
+        clauses.append(F.valid_clause(table.c.flags))
+    return tuple(clauses)
+
+
+@lru_cache(maxsize=512)
+def _select_readings(shape: tuple) -> Select:
+    return (select(*READING_COLUMNS)
+            .join_from(readings, sensors, sensors.c.id == readings.c.sensor_id)
+            .where(readings.c.sensor_id.in_(sensor_ids_for(shape)), *reading_clauses_for(shape)))
 
 
 def reading_out(row: RowMapping) -> dict:
@@ -97,7 +133,8 @@ async def list_readings(conn: AsyncConnection, where: ReadingFilter, *, order: s
         query = query.order_by(readings.c.ts.asc(), readings.c.sensor_id.asc())
     else:
         query = query.order_by(readings.c.ts.desc(), readings.c.sensor_id.desc())
-    rows = (await conn.execute(query.offset(skip).limit(limit + 1))).mappings().all()
+    rows = (await conn.execute(query.offset(skip).limit(limit + 1), where.params)
+            ).mappings().all()
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = make_cursor(rows[-1]["ts"], rows[-1]["sensor_id"]) if more else None
@@ -106,21 +143,23 @@ async def list_readings(conn: AsyncConnection, where: ReadingFilter, *, order: s
 
 async def latest_readings(conn: AsyncConnection, where: ReadingFilter) -> list[dict]:
     """The latest reading of each sensor the filters name (one query, index lookups)."""
-    inner = readings.alias("inner")
-    newest = (select(func.max(inner.c.ts)).where(inner.c.sensor_id == sensors.c.id,
-                                                 *_valid_only(inner, where))
-              .scalar_subquery())
-    query = (select(*READING_COLUMNS)
-             .join_from(sensors, readings, and_(readings.c.sensor_id == sensors.c.id,
-                                                readings.c.ts == newest))
-             .where(sensors.c.id.in_(where.sensor_ids()))
-             .order_by(sensors.c.id))
-    rows = (await conn.execute(query)).mappings().all()
+    rows = (await conn.execute(_latest_statement(where.shape), where.params)).mappings().all()
     return [reading_out(row) for row in rows]
 
 
-def _valid_only(table, where: ReadingFilter) -> list:
-    return [] if where.include_invalid else [F.valid_clause(table.c.flags)]
+@lru_cache(maxsize=512)
+def _latest_statement(shape: tuple) -> Select:
+    inner = readings.alias("inner")
+    include_invalid = shape[-1]
+    newest = (select(func.max(inner.c.ts))
+              .where(inner.c.sensor_id == sensors.c.id,
+                     *([] if include_invalid else [F.valid_clause(inner.c.flags)]))
+              .scalar_subquery())
+    return (select(*READING_COLUMNS)
+            .join_from(sensors, readings, and_(readings.c.sensor_id == sensors.c.id,
+                                               readings.c.ts == newest))
+            .where(sensors.c.id.in_(sensor_ids_for(shape)))
+            .order_by(sensors.c.id))
 
 
 async def get_reading(conn: AsyncConnection, organization_id: int, reading: str,

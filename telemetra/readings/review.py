@@ -90,7 +90,7 @@ async def delete_reading(conn: AsyncConnection, organization_id: int, reading: s
 
 
 async def _sensor_ids(conn: AsyncConnection, where: ReadingFilter) -> list[int]:
-    return list((await conn.scalars(where.sensor_ids())).all())
+    return list((await conn.scalars(where.sensor_ids(), where.params)).all())
 
 
 async def _require_scope(conn: AsyncConnection, where: ReadingFilter) -> None:
@@ -115,7 +115,7 @@ async def delete_readings(conn: AsyncConnection, where: ReadingFilter) -> int:
     if not ids:
         return 0
     result = await conn.execute(delete(readings).where(readings.c.sensor_id.in_(ids),
-                                                       *where.reading_clauses()))
+                                                       *where.reading_clauses()), where.params)
     await refresh_latest(conn, ids)
     return result.rowcount
 
@@ -132,7 +132,7 @@ async def review(conn: AsyncConnection, where: ReadingFilter, status: ReviewStat
         eligible = ~F.status_clause(readings.c.flags, ReviewStatus.archived)
     result = await conn.execute(
         update(readings).where(readings.c.sensor_id.in_(ids), *where.reading_clauses(), eligible)
-        .values(flags=F.set_status_value(readings.c.flags, status)))
+        .values(flags=F.set_status_value(readings.c.flags, status)), where.params)
     return result.rowcount
 
 

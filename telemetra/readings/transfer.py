@@ -46,7 +46,7 @@ async def export_lines(engine: AsyncEngine, where: ReadingFilter,
     before answering still turns a database error into a problem response."""
     query = where.select_readings().order_by(readings.c.ts, readings.c.sensor_id)
     async with engine.connect() as conn:
-        result = await conn.stream(query.execution_options(yield_per=2_000))
+        result = await conn.stream(query.execution_options(yield_per=2_000), where.params)
         yield _csv_line(EXPORT_COLUMNS).encode() if fmt == "csv" else b""
         async for partition in result.mappings().partitions():
             chunk = []
