@@ -16,7 +16,7 @@ from telemetra.devices.schemas import (
     LogCreate,
     LogLevel,
 )
-from telemetra.kit.errors import Invalid, NotFound, QuotaExceeded
+from telemetra.kit.errors import NotFound, QuotaExceeded
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.secrets import random_token, token_hash
@@ -96,9 +96,6 @@ async def update_device(conn: AsyncConnection, organization_id: int, device_id: 
                         body: DeviceUpdate) -> dict:
     device = await get_device(conn, organization_id, device_id)
     values = body.model_dump(exclude_unset=True)
-    for field in ("name", "status", "offline_after_seconds"):
-        if field in values and values[field] is None:
-            raise Invalid(f"{field} cannot be null", loc=["body", field])
     if "site_id" in values:
         await ensure_scoped(conn, sites, values["site_id"], organization_id, "site_id")
     if "offline_after_seconds" in values and device["last_seen"] is not None:

@@ -6,7 +6,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from telemetra.db.tables import devices, group_members, groups
 from telemetra.devices.service import device_out, get_device
 from telemetra.groups.schemas import GroupCreate, GroupUpdate
-from telemetra.kit.errors import Invalid
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_name_free, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
@@ -50,8 +49,6 @@ async def update_group(conn: AsyncConnection, organization_id: int, group_id: in
     await get_scoped(conn, groups, group_id, organization_id, "group")
     values = body.model_dump(exclude_unset=True)
     if "name" in values:
-        if values["name"] is None:
-            raise Invalid("name cannot be null", loc=["body", "name"])
         await ensure_name_free(conn, groups, organization_id, values["name"],
                                exclude_id=group_id)
     if values:

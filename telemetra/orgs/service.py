@@ -21,6 +21,13 @@ async def get_organization(conn: AsyncConnection, organization_id: int) -> RowMa
     return row
 
 
+async def invalid_tags(conn: AsyncConnection, organization_id: int) -> frozenset[str]:
+    """Tags that make a reading invalid in this organization (the defaults if unset)."""
+    stored = await conn.scalar(select(organizations.c.invalid_tags)
+                               .where(organizations.c.id == organization_id))
+    return frozenset(DEFAULT_INVALID_TAGS if stored is None else stored)
+
+
 async def create_organization(conn: AsyncConnection, name: str) -> int:
     now = utcnow()
     return await conn.scalar(

@@ -6,7 +6,6 @@ from fastapi.responses import Response, StreamingResponse
 
 from telemetra.auth.dependencies import Admin, AuthDevice, CurrentUser, IngestPrincipal
 from telemetra.auth.roles import Role
-from telemetra.db.tables import devices
 from telemetra.kit.body import read_body
 from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.errors import Forbidden, Invalid, NotFound
@@ -15,7 +14,7 @@ from telemetra.readings import aggregate, query, review, transfer
 from telemetra.readings.buckets import parse_interval, parse_zone
 from telemetra.readings.decode import parse_json
 from telemetra.readings.flags import ReviewStatus
-from telemetra.readings.ingest import Target
+from telemetra.readings.ingest import Target, find_target
 from telemetra.readings.query import ReadingFilter
 from telemetra.readings.schemas import (
     INGEST_BODY,
@@ -56,12 +55,10 @@ async def _target(request: Request, principal, device_id: int | None) -> Target:
     if device_id is None:
         raise Invalid("device_id is required when a user sends readings", loc=["query",
                                                                                "device_id"])
-    async with request.app.state.engine.connect() as conn:
-        found = await conn.scalar(devices.select().with_only_columns(devices.c.id).where(
-            devices.c.id == device_id, devices.c.organization_id == principal.organization_id))
-    if found is None:
+    target = await find_target(request.app.state.engine, principal.organization_id, device_id)
+    if target is None:
         raise NotFound(f"device {device_id} not found")
-    return Target(device_id, principal.organization_id)
+    return target
 
 
 async def _ingest(request: Request, principal, device_id: int | None) -> Response:

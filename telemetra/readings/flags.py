@@ -27,6 +27,15 @@ def pack(valid: bool, status: ReviewStatus = ReviewStatus.pending) -> int:
     return (0 if valid else INVALID) | (_STATUS_CODES[status] << _STATUS_SHIFT)
 
 
+def is_valid_reading(value: float, tags: list[str] | None, valid_min: float | None,
+                     valid_max: float | None, invalid_tags: frozenset[str]) -> bool:
+    """A reading is invalid outside its sensor's range or with one of the organization's
+    invalid tags (exact, case-sensitive)."""
+    return not ((valid_min is not None and value < valid_min)
+                or (valid_max is not None and value > valid_max)
+                or (tags and not invalid_tags.isdisjoint(tags)))
+
+
 def is_valid(flags: int) -> bool:
     return not flags & INVALID
 

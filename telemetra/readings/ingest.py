@@ -14,13 +14,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telemetra.db.tables import organizations, sensors
+from telemetra.db.tables import devices, sensors
 from telemetra.kit.db import open_transaction
 from telemetra.kit.timeutil import utcnow
-from telemetra.orgs.schemas import DEFAULT_INVALID_TAGS
+from telemetra.orgs import service as orgs
 from telemetra.readings import sensortypes
 from telemetra.readings.decode import Reading, Rejection, decode_body
-from telemetra.readings.flags import pack
+from telemetra.readings.flags import is_valid_reading, pack
 from telemetra.readings.writer import Row, Writer
 
 CACHE_SECONDS = 30.0
@@ -39,6 +39,18 @@ class Target:
 
     device_id: int
     organization_id: int
+
+
+async def find_target(engine: AsyncEngine, organization_id: int | None,
+                      device_id: int) -> Target | None:
+    """The device readings would be stored for, if it exists (in that organization, when one
+    is named; any organization for the command line)."""
+    query = select(devices.c.organization_id).where(devices.c.id == device_id)
+    if organization_id is not None:
+        query = query.where(devices.c.organization_id == organization_id)
+    async with engine.connect() as conn:
+        owner = await conn.scalar(query)
+    return Target(device_id, owner) if owner is not None else None
 
 
 class _TTLCache:
@@ -95,13 +107,9 @@ class Ingestor:
         rows: list[Row] = []
         for reading in readings:
             sensor = sensors_by_key[reading.key]
-            value = reading.value
-            valid = not (
-                (sensor.valid_min is not None and value < sensor.valid_min)
-                or (sensor.valid_max is not None and value > sensor.valid_max)
-                or (reading.tags and not invalid_tags.isdisjoint(reading.tags))
-            )
-            rows.append((sensor.id, reading.ts or now, value, pack(valid), reading.tags,
+            valid = is_valid_reading(reading.value, reading.tags, sensor.valid_min,
+                                     sensor.valid_max, invalid_tags)
+            rows.append((sensor.id, reading.ts or now, reading.value, pack(valid), reading.tags,
                          reading.meta))
         inserted = await self.writer.write(rows)
         return {"accepted": inserted, "duplicates": len(rows) - inserted,
@@ -111,9 +119,7 @@ class Ingestor:
         tags = self._invalid_tags.get(organization_id)
         if tags is None:
             async with self.engine.connect() as conn:
-                stored = await conn.scalar(select(organizations.c.invalid_tags)
-                                           .where(organizations.c.id == organization_id))
-            tags = frozenset(DEFAULT_INVALID_TAGS if stored is None else stored)
+                tags = await orgs.invalid_tags(conn, organization_id)
             self._invalid_tags.put(organization_id, tags)
         return tags
 

@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telemetra.db.tables import devices, organizations, readings, sensors, sites
+from telemetra.db.tables import devices, readings, sensors, sites
 from telemetra.kit.errors import Conflict, Invalid, NotFound
 from telemetra.kit.scoping import get_scoped
-from telemetra.orgs.schemas import DEFAULT_INVALID_TAGS
+from telemetra.orgs import service as orgs
 from telemetra.readings import flags as F
 from telemetra.readings.flags import ReviewStatus
 from telemetra.readings.ids import parse_reading_id
@@ -70,12 +70,8 @@ async def update_reading(conn: AsyncConnection, organization_id: int, reading: s
     tags = changes["tags"] if "tags" in changes else row.tags
     if value is None:
         raise Invalid("value cannot be null", loc=["body", "value"])
-    invalid_tags = await conn.scalar(select(organizations.c.invalid_tags)
-                                     .where(organizations.c.id == organization_id))
-    invalid_tags = set(DEFAULT_INVALID_TAGS if invalid_tags is None else invalid_tags)
-    valid = not ((row.valid_min is not None and value < row.valid_min)
-                 or (row.valid_max is not None and value > row.valid_max)
-                 or (tags and not invalid_tags.isdisjoint(tags)))
+    valid = F.is_valid_reading(value, tags, row.valid_min, row.valid_max,
+                               await orgs.invalid_tags(conn, organization_id))
     status = changes.get("status") or F.status_of(row.flags)
     await conn.execute(update(readings).where(_where_key(sensor_id, ts)).values(
         value=value, tags=tags or None, flags=F.pack(valid, ReviewStatus(status))))

@@ -12,14 +12,13 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telemetra.db.tables import devices, readings
+from telemetra.db.tables import readings
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_timestamp
 from telemetra.readings.decode import Reading
-from telemetra.readings.ingest import Ingestor, Target
+from telemetra.readings.ingest import Ingestor, Target, find_target
 from telemetra.readings.query import ReadingFilter, reading_out
 
 EXPORT_COLUMNS = ["device_id", "sensor_id", "key", "ts", "value", "unit", "valid", "status",
@@ -173,7 +172,7 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
             report.reject(line_number, str(exc) or "invalid line")
             continue
         if device_id not in targets:
-            targets[device_id] = await _target(ingestor.engine, organization_id, device_id)
+            targets[device_id] = await find_target(ingestor.engine, organization_id, device_id)
         if targets[device_id] is None:
             report.reject(line_number, f"no such device {device_id}")
             continue
@@ -186,15 +185,6 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
     await flush()
     return report
 
-
-async def _target(engine: AsyncEngine, organization_id: int | None,
-                  device_id: int) -> Target | None:
-    query = select(devices.c.organization_id).where(devices.c.id == device_id)
-    if organization_id is not None:
-        query = query.where(devices.c.organization_id == organization_id)
-    async with engine.connect() as conn:
-        owner = await conn.scalar(query)
-    return Target(device_id, owner) if owner is not None else None
 
 
 async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterable[bytes]:

@@ -53,9 +53,6 @@ async def update_sensor(conn: AsyncConnection, organization_id: int, sensor_id: 
                         body: SensorUpdate) -> RowMapping:
     sensor = await get_sensor(conn, organization_id, sensor_id)
     values = body.model_dump(exclude_unset=True)
-    for field in ("type", "status"):
-        if field in values and values[field] is None:
-            raise Invalid(f"{field} cannot be null", loc=["body", field])
     low = values.get("valid_min", sensor["valid_min"])
     high = values.get("valid_max", sensor["valid_max"])
     if low is not None and high is not None and low > high:

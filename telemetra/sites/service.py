@@ -47,8 +47,6 @@ async def update_site(conn: AsyncConnection, organization_id: int, site_id: int,
                       body: SiteUpdate) -> RowMapping:
     await get_site(conn, organization_id, site_id)
     values = body.model_dump(exclude_unset=True)
-    if "name" in values and values["name"] is None:
-        raise Invalid("name cannot be null", loc=["body", "name"])
     _check_timezone(values)
     if values.get("name"):
         await ensure_name_free(conn, sites, organization_id, values["name"],
