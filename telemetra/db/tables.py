@@ -191,3 +191,46 @@ readings = Table(
     Column("meta", JSONType, nullable=True),
     sqlite_with_rowid=False,  # clustered on (sensor_id, ts): range scans read adjacent pages
 )
+
+# Server-to-device commands. ``status``: queued -> delivered -> succeeded | failed; expired
+# past ``expires_at``; cancelled by a user. Published over MQTT and polled over HTTP.
+commands = Table(
+    "commands", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("params", JSONType, nullable=True),
+    Column("status", String(20), nullable=False, server_default="queued"),
+    Column("result", JSONType, nullable=True),
+    Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True, index=True),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    *_timestamps(),
+    Index("ix_commands_device_status", "device_id", "status"),
+)
+
+# Data from elsewhere: ``http_pull`` fetches ``url`` every ``interval_seconds``;
+# ``mqtt_topic`` maps a plain MQTT ``topic`` onto ``device_id``.
+connectors = Table(
+    "connectors", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("url", Text, nullable=True),
+    Column("topic", String(300), nullable=True),
+    Column("key", String(100), nullable=True),
+    Column("format", String(20), nullable=False, server_default="auto"),
+    Column("byte_order", String(10), nullable=False, server_default="little"),
+    Column("interval_seconds", Integer, nullable=True),
+    Column("max_age_seconds", Integer, nullable=True),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("last_run_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    *_timestamps(),
+    UniqueConstraint("organization_id", "name"),
+)
