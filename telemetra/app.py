@@ -12,6 +12,8 @@ from telemetra.analytics.endpoints import router as analytics_router
 from telemetra.auth import service as auth_service
 from telemetra.auth.devicekeys import DeviceKeyCache
 from telemetra.auth.endpoints import router as auth_router
+from telemetra.commands.endpoints import router as commands_router
+from telemetra.connectors.endpoints import router as connectors_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.devices.endpoints import router as devices_router
@@ -42,8 +44,9 @@ API_PREFIX = "/api/v1"
 
 # Ingestion first: routes are matched in order, and it is the hot path.
 FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_router,
-                   devices_router, sensors_router, groups_router, readings_router,
-                   analytics_router, admin_router, system_router)
+                   devices_router, commands_router, sensors_router, groups_router,
+                   readings_router, connectors_router, analytics_router, admin_router,
+                   system_router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ingestor = Ingestor(engine, writer)
             app.state.device_keys = DeviceKeyCache()
             app.state.partitions = partitions
+            app.state.mqtt = None  # the MQTT link, when TELEMETRA_MQTT_URL is set
             jobs = Jobs()
             jobs.every(settings.maintenance_seconds, "partitions",
                        lambda: partitions.ensure(months_around(utcnow())))
