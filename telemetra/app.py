@@ -1,6 +1,7 @@
 """The ASGI application: ``create_app(settings)`` builds it, the lifespan wires storage."""
 
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,16 +14,19 @@ from telemetra.auth import service as auth_service
 from telemetra.auth.devicekeys import DeviceKeyCache
 from telemetra.auth.endpoints import router as auth_router
 from telemetra.commands.endpoints import router as commands_router
+from telemetra.commands.service import expire_due
 from telemetra.connectors.endpoints import router as connectors_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.groups.endpoints import router as groups_router
+from telemetra.kit.db import open_transaction
 from telemetra.kit.jobs import Jobs
 from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.openapi import install_problem_openapi
 from telemetra.kit.problems import install_problem_handlers
 from telemetra.kit.timeutil import utcnow
+from telemetra.mqtt.bridge import MqttBridge
 from telemetra.orgs.endpoints import router as orgs_router
 from telemetra.readings.endpoints import ingest_router
 from telemetra.readings.endpoints import router as readings_router
@@ -40,6 +44,7 @@ from telemetra.users.endpoints import router as users_router
 log = logging.getLogger("telemetra")
 
 API_PREFIX = "/api/v1"
+COMMAND_EXPIRY_SECONDS = 5.0
 
 
 # Ingestion first: routes are matched in order, and it is the hot path.
@@ -47,6 +52,15 @@ FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_
                    devices_router, commands_router, sensors_router, groups_router,
                    readings_router, connectors_router, analytics_router, admin_router,
                    system_router)
+
+
+async def expire_commands(engine) -> None:
+    conn = await open_transaction(engine, write=True)
+    try:
+        if await expire_due(conn, utcnow()):
+            await conn.commit()
+    finally:
+        await conn.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,15 +81,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ingestor = Ingestor(engine, writer)
             app.state.device_keys = DeviceKeyCache()
             app.state.partitions = partitions
-            app.state.mqtt = None  # the MQTT link, when TELEMETRA_MQTT_URL is set
+            mqtt = (MqttBridge(settings, engine, app.state.ingestor) if settings.mqtt_url
+                    else None)
+            app.state.mqtt = mqtt
+            app.state.started = time.monotonic()
             jobs = Jobs()
             jobs.every(settings.maintenance_seconds, "partitions",
                        lambda: partitions.ensure(months_around(utcnow())))
             jobs.every(settings.maintenance_seconds, "retention",
                        lambda: apply_retention(engine, partitions, utcnow()))
+            jobs.every(COMMAND_EXPIRY_SECONDS, "command expiry",
+                       lambda: expire_commands(engine))
+            if mqtt is not None:
+                await mqtt.start()
             try:
                 yield
             finally:
+                if mqtt is not None:
+                    await mqtt.stop()
                 await jobs.stop()
                 await writer.stop()
         finally:

@@ -23,6 +23,11 @@ class SignupMode(StrEnum):
     closed = "closed"
 
 
+class MqttAuth(StrEnum):
+    dynsec = "dynsec"  # the platform provisions device logins and ACLs (Mosquitto dynsec)
+    open = "open"      # development: any client may publish; the topic names the device
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TELEMETRA_", env_file=".env", extra="ignore")
 
@@ -44,6 +49,15 @@ class Settings(BaseSettings):
     ingest_queue_rows: int = Field(default=200_000, gt=0)
     ingest_batch_rows: int = Field(default=50_000, gt=0)
     maintenance_seconds: float = Field(default=3600, gt=0)
+    # MQTT (off unless mqtt_url is set): mqtt://user:pass@host:1883 or mqtts://...
+    mqtt_url: str | None = Field(default=None, repr=False)
+    mqtt_prefix: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    mqtt_auth: MqttAuth = MqttAuth.dynsec
+    mqtt_client_id: str | None = Field(default=None, max_length=64)
+    mqtt_share_group: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    mqtt_session_expiry_seconds: int = Field(default=7 * 86400, ge=0)
+    mqtt_ca_file: str | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -51,6 +65,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("TELEMETRA_MQTT_URL must start with mqtt:// or mqtts://")
+        return value or None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

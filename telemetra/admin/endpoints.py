@@ -47,7 +47,7 @@ async def get_any_device(device_id: int, conn: ConnDep, admin: Superadmin):
             summary="Set any device's status")
 async def set_any_device_status(device_id: int, body: DeviceStatusChange, conn: ConnDep,
                                 admin: Superadmin, request: Request):
-    device_changed(request, device_id)
+    device_changed(request, device_id, status=body.status.value)
     return await service.set_device_status(conn, device_id, body.status)
 
 
@@ -55,7 +55,7 @@ async def set_any_device_status(device_id: int, body: DeviceStatusChange, conn: 
                summary="Delete any device with its data")
 async def delete_any_device(device_id: int, conn: ConnDep, admin: Superadmin,
                             request: Request):
-    device_changed(request, device_id)
+    device_changed(request, device_id, deleted=True)
     await service.delete_device(conn, device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -53,6 +53,17 @@ async def find_target(engine: AsyncEngine, organization_id: int | None,
     return Target(device_id, owner) if owner is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as the ingestion path needs it (cached: MQTT looks it up per message)."""
+
+    target: Target
+    status: str
+
+
+DEVICE_CACHE_SECONDS = 10.0
+
+
 class _TTLCache:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -80,10 +91,26 @@ class Ingestor:
         self.writer = writer
         self._sensors = _TTLCache(CACHE_SECONDS)  # (device_id, key) -> SensorInfo
         self._invalid_tags = _TTLCache(CACHE_SECONDS)  # organization_id -> frozenset
+        self._devices = _TTLCache(DEVICE_CACHE_SECONDS)  # device_id -> DeviceInfo
 
     def forget_device(self, device_id: int) -> None:
-        """Drop cached sensors of a device (its sensors changed)."""
+        """Drop what is cached about a device (it, or its sensors, changed)."""
         self._sensors.drop_where(lambda key: key[0] == device_id)
+        self._devices.drop_where(lambda key: key == device_id)
+
+    async def device(self, device_id: int) -> DeviceInfo | None:
+        """The device with this id in any organization (the broker vouched for it), or None."""
+        info = self._devices.get(device_id)
+        if info is None:
+            query = (select(devices.c.organization_id, devices.c.status)
+                     .where(devices.c.id == device_id))
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            info = DeviceInfo(Target(device_id, row.organization_id), row.status)
+            self._devices.put(device_id, info)
+        return info
 
     def forget_organization(self, organization_id: int) -> None:
         self._invalid_tags.drop_where(lambda key: key == organization_id)

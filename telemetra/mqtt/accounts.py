@@ -1,0 +1,189 @@
+"""Device identity at the broker, through Mosquitto's dynamic security plugin.
+
+Each device gets a broker login (username = device id, password = its key) and a role of its
+own that lets it publish and subscribe only under ``{prefix}/devices/{id}/``. Operations are
+sent in order on ``$CONTROL/dynamic-security/v1`` and confirmed on its response topic; while
+the broker is unreachable they wait in memory and go out on reconnection. At each connection
+the broker's clients are reconciled with the devices table (deleted devices removed, inactive
+ones disabled). Keys are stored only as hashes, so a device created while the platform could
+not reach the broker and lost with a restart gets its login back by rotating its key; that is
+logged.
+"""
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from telemetra.db.tables import devices
+from telemetra.mqtt.topics import Topics
+
+log = logging.getLogger("telemetra.mqtt.dynsec")
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
+RESPONSE_TIMEOUT_SECONDS = 10.0
+# Errors that mean "already as wanted": operations are idempotent.
+_HARMLESS = ("not found", "already exists")
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    kind: str  # provision, enable, disable, remove, reconcile
+    device_id: int = 0
+    key: str | None = None
+    active: bool = True
+
+    def __repr__(self) -> str:  # the key never reaches a log
+        return f"Operation({self.kind}, device={self.device_id})"
+
+
+class BrokerAccounts:
+    def __init__(self, engine: AsyncEngine, topics: Topics, publish, connected) -> None:
+        self.engine = engine
+        self.topics = topics
+        self._publish = publish
+        self._connected = connected  # () -> bool
+        self._queue: asyncio.Queue[Operation] = asyncio.Queue()
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._online = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="mqtt-dynsec")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    # -- what the platform asks for ------------------------------------------------------
+
+    def provision(self, device_id: int, key: str, *, active: bool = True) -> None:
+        """A new device or a rotated key: (re)create its login; the old key stops working."""
+        self._queue.put_nowait(Operation("provision", device_id, key, active))
+
+    def set_active(self, device_id: int, active: bool) -> None:
+        self._queue.put_nowait(Operation("enable" if active else "disable", device_id))
+
+    def remove(self, device_id: int) -> None:
+        self._queue.put_nowait(Operation("remove", device_id))
+
+    def connected(self) -> None:
+        """The link (re)connected: reconcile, then send whatever waited."""
+        self._online.set()
+        self._queue.put_nowait(Operation("reconcile"))
+
+    def disconnected(self) -> None:
+        self._online.clear()
+
+    def on_response(self, payload: bytes) -> None:
+        try:
+            responses = orjson.loads(payload).get("responses", [])
+        except (orjson.JSONDecodeError, AttributeError):
+            log.warning("unreadable dynamic-security response")
+            return
+        for response in responses:
+            future = self._waiting.pop(str(response.get("correlationData")), None)
+            if future is not None and not future.done():
+                future.set_result(response)
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            operation = await self._queue.get()
+            while True:
+                await self._online.wait()
+                try:
+                    await self._apply(operation)
+                    break
+                except TimeoutError:
+                    self.failures += 1
+                    log.warning("broker did not answer %r in time; retrying", operation)
+                    await asyncio.sleep(1)
+
+    async def _command(self, commands: list[dict]) -> list[dict]:
+        futures = []
+        loop = asyncio.get_running_loop()
+        for command in commands:
+            correlation = str(next(self._ids))
+            command["correlationData"] = correlation
+            future = loop.create_future()
+            self._waiting[correlation] = future
+            futures.append(future)
+        self._publish(CONTROL_TOPIC, orjson.dumps({"commands": commands}))
+        try:
+            async with asyncio.timeout(RESPONSE_TIMEOUT_SECONDS):
+                responses = await asyncio.gather(*futures)
+        finally:
+            for command in commands:
+                self._waiting.pop(command["correlationData"], None)
+        for command, response in zip(commands, responses, strict=True):
+            error = response.get("error")
+            if error and not any(text in error.lower() for text in _HARMLESS):
+                self.failures += 1
+                log.warning("broker refused %s for %s: %s", command["command"],
+                            command.get("username") or command.get("rolename"), error)
+        return responses
+
+    def _role(self, device_id: int) -> str:
+        return f"{self.topics.prefix}-device-{device_id}"
+
+    async def _apply(self, operation: Operation) -> None:
+        username = str(operation.device_id)
+        if operation.kind == "reconcile":
+            await self._reconcile()
+        elif operation.kind == "provision":
+            tree = self.topics.device_tree(operation.device_id)
+            acls = [{"acltype": acltype, "topic": tree, "priority": 0, "allow": True}
+                    for acltype in ("publishClientSend", "publishClientReceive",
+                                    "subscribePattern", "unsubscribePattern")]
+            commands = [
+                {"command": "deleteClient", "username": username},
+                {"command": "createRole", "rolename": self._role(operation.device_id),
+                 "acls": acls},
+                {"command": "createClient", "username": username, "password": operation.key,
+                 "roles": [{"rolename": self._role(operation.device_id)}]},
+            ]
+            if not operation.active:
+                commands.append({"command": "disableClient", "username": username})
+            await self._command(commands)
+            log.info("broker login provisioned for device %s", operation.device_id)
+        elif operation.kind in ("enable", "disable"):
+            await self._command([{"command": f"{operation.kind}Client", "username": username}])
+        elif operation.kind == "remove":
+            await self._command([{"command": "deleteClient", "username": username},
+                                 {"command": "deleteRole",
+                                  "rolename": self._role(operation.device_id)}])
+
+    async def _reconcile(self) -> None:
+        [response] = await self._command([{"command": "listClients", "verbose": True,
+                                           "count": -1, "offset": 0}])
+        clients = {c["username"]: c for c in response.get("data", {}).get("clients", [])
+                   if isinstance(c, dict) and str(c.get("username", "")).isdigit()}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(devices.c.id, devices.c.status))).all()
+        known = {str(row.id): row.status for row in rows}
+        commands: list[dict] = []
+        for username, client in clients.items():
+            status = known.get(username)
+            if status is None:
+                commands += [{"command": "deleteClient", "username": username},
+                             {"command": "deleteRole", "rolename": self._role(int(username))}]
+            elif (status == "inactive") != bool(client.get("disabled")):
+                verb = "disableClient" if status == "inactive" else "enableClient"
+                commands.append({"command": verb, "username": username})
+        if commands:
+            await self._command(commands)
+        missing = sorted(int(u) for u in known if u not in clients)
+        if missing:
+            log.warning("devices without a broker login (created while the broker was "
+                        "unreachable): %s; rotate their keys to provision them",
+                        ", ".join(map(str, missing[:50])))

@@ -1,0 +1,204 @@
+"""The platform's MQTT side, built in the lifespan when ``TELEMETRA_MQTT_URL`` is set: the
+link to the broker, the consumer of device messages, presence, commands to devices and, with
+``TELEMETRA_MQTT_AUTH=dynsec``, device logins at the broker."""
+
+import asyncio
+import fcntl
+import logging
+import re
+import socket
+import tempfile
+from pathlib import Path
+from typing import IO
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from telemetra.commands import service as commands
+from telemetra.connectors import service as connectors
+from telemetra.kit.timeutil import utcnow
+from telemetra.mqtt.accounts import RESPONSE_TOPIC, BrokerAccounts
+from telemetra.mqtt.consumer import Consumer, TopicConnector
+from telemetra.mqtt.link import BrokerAddress, Inbound, Link
+from telemetra.mqtt.presence import Presence
+from telemetra.mqtt.topics import Topics
+from telemetra.readings.ingest import Ingestor
+from telemetra.settings import MqttAuth, Settings
+
+log = logging.getLogger("telemetra.mqtt")
+
+PRESENCE_FLUSH_SECONDS = 1.0
+DRAIN_SECONDS = 5.0
+MAX_SLOTS = 256
+
+
+def claim_client_id(base: str) -> tuple[str, IO]:
+    """A client id that is the same after a restart (so the broker's persistent session, with
+    the messages it kept meanwhile, is picked up again) and different for each process on
+    this host (``serve --workers N``): the first free slot, held by a file lock."""
+    directory = Path(tempfile.gettempdir()) / "telemetra-mqtt"
+    directory.mkdir(exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+    for slot in range(MAX_SLOTS):
+        handle = open(directory / f"{safe}-{slot}.lock", "a+")  # noqa: SIM115 (held open)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return f"{base}-{slot}", handle
+    raise RuntimeError(f"more than {MAX_SLOTS} Telemetra processes share client id {base}")
+
+
+class MqttBridge:
+    def __init__(self, settings: Settings, engine: AsyncEngine, ingestor: Ingestor) -> None:
+        assert settings.mqtt_url
+        self.engine = engine
+        self.auth = settings.mqtt_auth
+        self.topics = Topics(settings.mqtt_prefix, settings.mqtt_share_group)
+        base = settings.mqtt_client_id or f"telemetra-{socket.gethostname()}"[:48]
+        client_id, self._slot_lock = claim_client_id(base)
+        self.link = Link(BrokerAddress.from_url(settings.mqtt_url), client_id=client_id,
+                         receive_maximum=settings.mqtt_receive_maximum,
+                         session_expiry_seconds=settings.mqtt_session_expiry_seconds,
+                         on_message=self._on_message, on_connected=self._on_connected,
+                         on_disconnected=self._on_disconnected, ca_file=settings.mqtt_ca_file)
+        self.presence = Presence(engine, self.republish_pending)
+        self.consumer = Consumer(engine, ingestor, self.topics, self.presence,
+                                 max_payload_bytes=settings.max_body_bytes, ack=self.link.ack,
+                                 current=self.link.current, republish=self.republish_pending,
+                                 device_changed=self._device_status_changed)
+        self.accounts = (BrokerAccounts(engine, self.topics, self.link.publish,
+                                        lambda: self.link.connected)
+                         if self.auth is MqttAuth.dynsec else None)
+        self._ingestor = ingestor
+        self._tasks: set[asyncio.Task] = set()
+        self._presence_task: asyncio.Task | None = None
+        self._connector_filters: set[str] = set()
+
+    @property
+    def status(self) -> str:
+        return "connected" if self.link.connected else "down"
+
+    async def start(self) -> None:
+        filters = [*self.topics.uplink_filters(), self.topics.connectors_changed]
+        if self.accounts is not None:
+            filters.append(RESPONSE_TOPIC)
+            self.accounts.start()
+        self.link.subscribe(filters)
+        await self.reload_connectors()
+        self.link.start()
+        self._presence_task = asyncio.create_task(self._flush_presence(), name="mqtt-presence")
+
+    async def stop(self) -> None:
+        await self.consumer.drain(DRAIN_SECONDS)
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            await asyncio.gather(self._presence_task, return_exceptions=True)
+        try:
+            await self.presence.flush()
+        except Exception as exc:  # shutting down: the marks are only presence
+            log.warning("last presence flush failed (%s)", type(exc).__name__)
+        for task in list(self._tasks):
+            task.cancel()
+        if self.accounts is not None:
+            await self.accounts.stop()
+        await self.link.stop()
+        self._slot_lock.close()
+
+    # -- what the HTTP side calls (after its transaction commits) ------------------------
+
+    def publish_command(self, message: dict) -> None:
+        """Send a command to its device (QoS 1); the broker keeps it for a persistent
+        session, and a device coming back online gets its queued commands again."""
+        self.link.publish(self.topics.commands(message["device_id"]), orjson.dumps(message))
+
+    def connectors_changed(self) -> None:
+        """Every platform process re-reads its connector subscriptions."""
+        self._spawn(self.reload_connectors())
+        self.link.publish(self.topics.connectors_changed, b"{}")
+
+    def device_key_issued(self, device_id: int, key: str, *, active: bool = True) -> None:
+        if self.accounts is not None:
+            self.accounts.provision(device_id, key, active=active)
+
+    def device_status_changed(self, device_id: int, status: str) -> None:
+        if self.accounts is not None:
+            self.accounts.set_active(device_id, status != "inactive")
+
+    def device_deleted(self, device_id: int) -> None:
+        if self.accounts is not None:
+            self.accounts.remove(device_id)
+
+    def metrics(self) -> dict:
+        return {"status": self.status, "auth": self.auth.value,
+                "client_id": self.link.client_id, "in_flight": self.consumer.in_flight,
+                **self.consumer.counters.as_dict(),
+                "broker_account_failures": self.accounts.failures if self.accounts else 0}
+
+    # -- inside ----------------------------------------------------------------------------
+
+    def _device_status_changed(self, device_id: int, status: str | None) -> None:
+        self._ingestor.forget_device(device_id)
+        if status is not None:
+            self.device_status_changed(device_id, status)
+
+    async def republish_pending(self, device_id: int) -> None:
+        async with self.engine.connect() as conn:
+            rows = await commands.pending_for_device(conn, device_id, utcnow())
+        for row in rows:
+            self.publish_command(commands.command_message(row))
+        if rows:
+            log.info("device %s is back: %d queued command(s) sent again", device_id, len(rows))
+
+    async def reload_connectors(self) -> None:
+        async with self.engine.connect() as conn:
+            rows = await connectors.mqtt_topic_connectors(conn)
+        self.consumer.connectors = [
+            TopicConnector(id=row["id"], device_id=row["device_id"], topic=row["topic"],
+                           key=row["key"], format=row["format"], byte_order=row["byte_order"],
+                           max_age_seconds=row["max_age_seconds"]) for row in rows]
+        wanted = {self.topics.shared(c.topic) for c in self.consumer.connectors}
+        self.link.unsubscribe(sorted(self._connector_filters - wanted))
+        self.link.subscribe(sorted(wanted - self._connector_filters))
+        self._connector_filters = wanted
+
+    def _on_message(self, message: Inbound) -> None:
+        if message.topic == RESPONSE_TOPIC and self.accounts is not None:
+            self.accounts.on_response(message.payload)
+            self.link.ack(message)
+        elif message.topic == self.topics.connectors_changed:
+            self._spawn(self.reload_connectors())
+            self.link.ack(message)
+        else:
+            self.consumer.handle(message)
+
+    def _on_connected(self, session_present: bool) -> None:
+        if self.accounts is not None:
+            self.accounts.connected()
+
+    def _on_disconnected(self) -> None:
+        if self.accounts is not None:
+            self.accounts.disconnected()
+
+    def _spawn(self, coroutine) -> None:
+        async def logged() -> None:
+            try:
+                await coroutine
+            except Exception:
+                log.exception("MQTT background task failed")
+
+        task = asyncio.create_task(logged())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_presence(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_FLUSH_SECONDS)
+            try:
+                await self.presence.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("presence not written (%s); next try in %ss", type(exc).__name__,
+                            PRESENCE_FLUSH_SECONDS)

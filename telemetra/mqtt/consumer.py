@@ -1,0 +1,358 @@
+"""What the platform does with each message from the broker.
+
+Every message is handled in its own task and acknowledged only when handling has finished:
+readings once committed by the group-commit writer, the same path as HTTP. A bad message
+(invalid JSON, an unknown format or device, too large...) is logged with its reason, counted,
+written to its device's log when there is a device, and acknowledged, so it is never
+redelivered forever. While storage is unavailable or saturated a message is retried, not
+acknowledged; the broker stops sending once Receive Maximum messages await an acknowledgement.
+"""
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from telemetra.auth.dependencies import AuthDevice
+from telemetra.commands import service as commands
+from telemetra.devices import service as devices
+from telemetra.devices.schemas import Heartbeat, LogCreate, LogLevel
+from telemetra.kit.db import open_transaction
+from telemetra.kit.errors import Conflict, Invalid, NotFound, TelemetraError, Unavailable
+from telemetra.kit.timeutil import utcnow
+from telemetra.mqtt.link import Inbound
+from telemetra.mqtt.presence import Presence
+from telemetra.mqtt.topics import Topics, Uplink
+from telemetra.readings.decode import decode_body, parse_json
+from telemetra.readings.ingest import DeviceInfo, Ingestor
+
+log = logging.getLogger("telemetra.mqtt")
+
+RETRY_MIN_SECONDS = 0.05
+RETRY_MAX_SECONDS = 2.0
+TOO_OLD_TAG = "too old"
+_LOGS = TypeAdapter(LogCreate | list[LogCreate])
+
+
+class Rejected(Exception):
+    """A message that cannot be used: logged, counted, acknowledged."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicConnector:
+    """An ``mqtt_topic`` connector: messages on ``topic`` are readings of ``device_id``."""
+
+    id: int
+    device_id: int
+    topic: str
+    key: str | None
+    format: str
+    byte_order: str
+    max_age_seconds: int | None
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    handled: int = 0
+    readings_accepted: int = 0
+    readings_duplicate: int = 0
+    readings_rejected: int = 0
+    retries: int = 0
+    rejected: Counter = field(default_factory=Counter)           # reason -> messages
+    rejected_by_device: Counter = field(default_factory=Counter)  # device id -> messages
+
+    def as_dict(self) -> dict:
+        return {"received": self.received, "handled": self.handled,
+                "readings_accepted": self.readings_accepted,
+                "readings_duplicate": self.readings_duplicate,
+                "readings_rejected": self.readings_rejected, "retries": self.retries,
+                "rejected_messages": sum(self.rejected.values()),
+                "rejected_by_reason": dict(self.rejected),
+                "rejected_by_device": {str(k): v for k, v in self.rejected_by_device.items()}}
+
+
+def _transient(exc: BaseException) -> bool:
+    """Storage trouble that passes: retry the message rather than drop it."""
+    if isinstance(exc, Unavailable | OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class Consumer:
+    def __init__(self, engine: AsyncEngine, ingestor: Ingestor, topics: Topics,
+                 presence: Presence, *, max_payload_bytes: int,
+                 ack: Callable[[Inbound], None], current: Callable[[Inbound], bool],
+                 republish: Callable[[int], Awaitable[None]],
+                 device_changed: Callable[[int, str | None], None]) -> None:
+        self.engine = engine
+        self.ingestor = ingestor
+        self.topics = topics
+        self.presence = presence
+        self.max_payload_bytes = max_payload_bytes
+        self.counters = Counters()
+        self.connectors: list[TopicConnector] = []
+        self._ack = ack
+        self._current = current
+        self._republish = republish
+        self._device_changed = device_changed
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def handle(self, message: Inbound) -> None:
+        """Called on the event loop for every message; never blocks."""
+        if self._stopping:
+            return  # not acknowledged: the broker delivers it again
+        self.counters.received += 1
+        task = asyncio.create_task(self._process(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking messages; let those in hand finish (and be acknowledged)."""
+        self._stopping = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _process(self, message: Inbound) -> None:
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                await self._route(message)
+                break
+            except Rejected as rejected:
+                await self._reject(message, rejected.reason)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _transient(exc):
+                    log.exception("MQTT message on %s failed; acknowledged and dropped",
+                                  message.topic)
+                    self._count_rejection(message, "internal error")
+                    break
+                if not self._current(message):
+                    return  # the connection it came on is gone: the broker redelivers it
+                self.counters.retries += 1
+                log.debug("MQTT message on %s waits for storage (%s)", message.topic,
+                          type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+        self.counters.handled += 1
+        self._ack(message)
+
+    async def _route(self, message: Inbound) -> None:
+        if message.topic == self.topics.connectors_changed:
+            return  # handled by the bridge before it reaches here
+        if len(message.payload) > self.max_payload_bytes:
+            raise Rejected(f"payload too large ({len(message.payload)} bytes, "
+                           f"limit {self.max_payload_bytes})")
+        uplink = self.topics.parse(message.topic)
+        if uplink is not None:
+            await self._uplink(uplink, message.payload)
+            return
+        matched = [c for c in self.connectors if _matches(c.topic, message.topic)]
+        if not matched:
+            raise Rejected("not a platform topic")
+        for connector in matched:
+            await self._connector_readings(connector, message.payload)
+
+    async def _device(self, device_id: int) -> DeviceInfo:
+        device = await self.ingestor.device(device_id)
+        if device is None:
+            raise Rejected(f"unknown device {device_id}")
+        if device.status == "inactive":
+            raise Rejected(f"device {device_id} is inactive")
+        return device
+
+    async def _uplink(self, uplink: Uplink, payload: bytes) -> None:
+        device = await self._device(uplink.device_id)
+        if uplink.kind == "readings":
+            await self._store(device, _json(payload))
+        elif uplink.kind == "heartbeat":
+            await self._heartbeat(device, payload)
+        elif uplink.kind == "logs":
+            await self._logs(device, payload)
+        elif uplink.kind == "status":
+            await self._status(device, payload)
+        else:
+            await self._result(device, uplink.command_id, payload)
+        if uplink.kind not in ("heartbeat", "status"):
+            self.presence.mark(uplink.device_id)
+
+    async def _store(self, device: DeviceInfo, body, *, value_key: str = "value",
+                     byte_order: str = "little", expect: str | None = None,
+                     max_age_seconds: int | None = None) -> None:
+        try:
+            readings, rejected = decode_body(body, value_key=value_key, byte_order=byte_order,
+                                             expect=expect)
+        except Invalid as invalid:
+            raise Rejected(f"unknown format: {invalid.detail}") from None
+        now = utcnow()
+        if max_age_seconds is not None:
+            oldest = now - timedelta(seconds=max_age_seconds)
+            for reading in readings:
+                if reading.ts is not None and reading.ts < oldest:
+                    reading.tags = [*(reading.tags or []), TOO_OLD_TAG]
+        result = await self.ingestor.store(device.target, readings, rejected, now=now)
+        self.counters.readings_accepted += result["accepted"]
+        self.counters.readings_duplicate += result["duplicates"]
+        if result["rejected"]:
+            self.counters.readings_rejected += len(result["rejected"])
+            reasons = sorted({r["reason"] for r in result["rejected"]})
+            log.info("MQTT readings of device %s: %d rejected (%s)", device.target.device_id,
+                     len(result["rejected"]), "; ".join(reasons))
+
+    async def _connector_readings(self, connector: TopicConnector, payload: bytes) -> None:
+        device = await self._device(connector.device_id)
+        await self._store(device, _json(payload), value_key=connector.key or "value",
+                          byte_order=connector.byte_order, expect=connector.format,
+                          max_age_seconds=connector.max_age_seconds)
+        self.presence.mark(connector.device_id)
+
+    @staticmethod
+    def _principal(device: DeviceInfo) -> AuthDevice:
+        return AuthDevice(id=device.target.device_id,
+                          organization_id=device.target.organization_id, status=device.status)
+
+    async def _heartbeat(self, device: DeviceInfo, payload: bytes) -> None:
+        body = None
+        if payload.strip():
+            try:
+                body = Heartbeat.model_validate(_json(payload))
+            except ValidationError as exc:
+                raise Rejected(f"invalid heartbeat: {_first_error(exc)}") from None
+        await self._in_transaction(devices.heartbeat, self._principal(device),
+                                   device.target.device_id, body)
+        if body is not None and body.status is not None:
+            self._device_changed(device.target.device_id, body.status.value)
+
+    async def _logs(self, device: DeviceInfo, payload: bytes) -> None:
+        try:
+            entries = _LOGS.validate_python(_json(payload))
+        except ValidationError as exc:
+            raise Rejected(f"invalid log lines: {_first_error(exc)}") from None
+        entries = entries if isinstance(entries, list) else [entries]
+        await self._in_transaction(devices.add_logs, self._principal(device),
+                                   device.target.device_id, entries)
+
+    async def _status(self, device: DeviceInfo, payload: bytes) -> None:
+        text = payload.decode("utf-8", "replace").strip().strip('"').lower()
+        if text.startswith("{"):
+            body = _json(payload)
+            state = body.get("status", body.get("online")) if isinstance(body, dict) else None
+            text = {True: "online", False: "offline"}.get(state, str(state).lower())
+        if text == "offline":
+            await self.presence.offline(device.target.device_id)
+        elif text == "online":
+            await self._in_transaction(_touch, device)
+            await self._republish(device.target.device_id)
+        else:
+            raise Rejected("status must be online or offline")
+
+    async def _result(self, device: DeviceInfo, command_id: int, payload: bytes) -> None:
+        body = _json(payload)
+        if not isinstance(body, dict) or body.get("status") not in (
+                "delivered", "succeeded", "failed"):
+            raise Rejected("a command result is {\"status\": delivered, succeeded or failed, "
+                           "\"result\"?: ...}")
+        try:
+            await self._in_transaction(commands.record_result, device.target.organization_id,
+                                       device.target.device_id, command_id, body["status"],
+                                       body.get("result"))
+        except (NotFound, Conflict) as exc:
+            raise Rejected(exc.detail) from None
+
+    async def _in_transaction(self, function, *args) -> None:
+        conn = await open_transaction(self.engine, write=True)
+        try:
+            try:
+                await function(conn, *args)
+            except TelemetraError as exc:
+                if isinstance(exc, Unavailable | NotFound | Conflict):
+                    raise
+                raise Rejected(exc.detail) from None
+            await conn.commit()
+        finally:
+            await conn.close()
+
+    def _count_rejection(self, message: Inbound, reason: str,
+                         device_id: int | None = None) -> None:
+        self.counters.rejected[reason] += 1
+        if device_id is not None:
+            self.counters.rejected_by_device[device_id] += 1
+
+    async def _reject(self, message: Inbound, reason: str) -> None:
+        uplink = self.topics.parse(message.topic)
+        device_id = uplink.device_id if uplink is not None else None
+        log.warning("MQTT message on %s rejected: %s", message.topic, reason)
+        self._count_rejection(message, _reason_kind(reason), device_id)
+        if device_id is None or reason.startswith("unknown device"):
+            return
+        try:
+            device = await self.ingestor.device(device_id)
+            if device is not None:
+                line = LogCreate(level=LogLevel.warning,
+                                 message=f"MQTT message on {message.topic} rejected: {reason}")
+                await self._in_transaction(devices.add_logs, self._principal(device), device_id,
+                                           [line])
+        except Exception as exc:  # the count and the log line above still stand
+            log.warning("could not write the rejection to device %s's log (%s)", device_id,
+                        type(exc).__name__)
+
+
+async def _touch(conn, device: DeviceInfo) -> None:
+    await devices.touch(conn, await devices.get_device(conn, device.target.organization_id,
+                                                       device.target.device_id))
+
+
+def _json(payload: bytes):
+    try:
+        return parse_json(payload)
+    except Invalid:
+        raise Rejected("invalid JSON") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
+
+
+def _reason_kind(reason: str) -> str:
+    """The counter a reason goes to: its words before any detail."""
+    for kind in ("payload too large", "invalid JSON", "unknown format", "unknown device",
+                 "not a platform topic", "invalid heartbeat", "invalid log lines"):
+        if reason.startswith(kind):
+            return kind
+    if reason.startswith("device ") and reason.endswith("inactive"):
+        return "inactive device"
+    return reason if len(reason) <= 60 else "other"
+
+
+def _matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic filter matching (``+`` one level, ``#`` the rest)."""
+    filter_parts = topic_filter.split("/")
+    topic_parts = topic.split("/")
+    for index, part in enumerate(filter_parts):
+        if part == "#":
+            return True
+        if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
+            return False
+    return len(filter_parts) == len(topic_parts)
