@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 # e.g. `make system-deps PG_DEB=postgresql-17`).
 PG_DEB ?= postgresql-15
 MQTT_DEB ?= mosquitto
+MQTT_CLIENTS_DEB ?= mosquitto-clients
 
 VENV_PY = $(VENV)/bin/python
 PIP = $(VENV_PY) -m pip
@@ -48,7 +49,8 @@ $(VENV)/.stamp-install-test: pyproject.toml constraints.txt
 	touch $@ $(VENV)/.stamp-install
 
 # PostgreSQL server binaries (tests start a throwaway cluster with initdb) and
-# the mosquitto MQTT broker.  Installs only what is missing.
+# the mosquitto MQTT broker with its clients (mosquitto_ctrl initialises the dynamic
+# security plugin for the tests).  Installs only what is missing.
 system-deps:
 	@set -e; \
 	pkgs=""; \
@@ -58,7 +60,8 @@ system-deps:
 	if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
 		pkgs="$$pkgs $(MQTT_DEB)"; \
 	fi; \
-	if [ -z "$$pkgs" ]; then echo "system-deps: PostgreSQL and mosquitto present"; exit 0; fi; \
+	if ! command -v mosquitto_ctrl >/dev/null 2>&1; then pkgs="$$pkgs $(MQTT_CLIENTS_DEB)"; fi; \
+	if [ -z "$$pkgs" ]; then echo "system-deps: PostgreSQL, mosquitto and its clients present"; exit 0; fi; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
 	else \

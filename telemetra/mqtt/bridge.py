@@ -75,6 +75,7 @@ class MqttBridge:
         self._tasks: set[asyncio.Task] = set()
         self._presence_task: asyncio.Task | None = None
         self._connector_filters: set[str] = set()
+        self._reload_lock = asyncio.Lock()
 
     @property
     def status(self) -> str:
@@ -152,6 +153,11 @@ class MqttBridge:
             log.info("device %s is back: %d queued command(s) sent again", device_id, len(rows))
 
     async def reload_connectors(self) -> None:
+        # One at a time: a reload that read the table earlier never applies after a later one.
+        async with self._reload_lock:
+            await self._reload_connectors()
+
+    async def _reload_connectors(self) -> None:
         async with self.engine.connect() as conn:
             rows = await connectors.mqtt_topic_connectors(conn)
         self.consumer.connectors = [

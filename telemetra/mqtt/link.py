@@ -84,6 +84,8 @@ class Link:
         self._connection = 0
         self._connected = False
         self._stopping = False
+        self._ready = False
+        self._ready_mid: int | None = None
         self._inbox: deque[Inbound] = deque()
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,13 +100,15 @@ class Link:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_subscribe = self._handle_subscribe
         self._properties = Properties(PacketTypes.CONNECT)
         self._properties.SessionExpiryInterval = session_expiry_seconds
         self._properties.ReceiveMaximum = receive_maximum
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        """Connected, with the subscriptions confirmed by the broker."""
+        return self._connected and self._ready
 
     def start(self) -> None:
         """Connect in the background; retried with back-off for as long as it runs."""
@@ -156,7 +160,10 @@ class Link:
             self._connection += 1
             self._connected = True
         if self._filters:
-            client.subscribe([(f, SubscribeOptions(qos=1)) for f in sorted(self._filters)])
+            _, self._ready_mid = client.subscribe(
+                [(f, SubscribeOptions(qos=1)) for f in sorted(self._filters)])
+        else:
+            self._ready = True
         log.info("MQTT connected to %s as %s (session present: %s)", self.address,
                  self.client_id, flags.session_present)
         self._call_soon(self._on_connected, bool(flags.session_present))
@@ -165,11 +172,20 @@ class Link:
         with self._lock:
             was_connected = self._connected
             self._connected = False
+            self._ready = False
             self._connection += 1
         if was_connected and not self._stopping:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.address,
                         reason_code)
             self._call_soon(self._on_disconnected)
+
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("MQTT broker refused %d subscription(s): %s", len(refused),
+                      ", ".join(str(code) for code in refused))
+        if mid == self._ready_mid:
+            self._ready = True
 
     def _handle_message(self, client, userdata, message) -> None:
         inbound = Inbound(message.topic, message.payload, message.qos, message.mid,

@@ -1,0 +1,145 @@
+"""Devices publishing to a real Mosquitto: every uplink topic, bad messages, the broker
+going away. The platform runs in this process against each storage backend."""
+
+import time
+
+import pytest
+
+from tests.mosquitto import Device
+from tests.mqtt.conftest import Platform, eventually
+
+NOW = int(time.time())
+
+BODIES = [
+    ({"temperature": 21.5, "humidity": 40}, {"temperature": 21.5, "humidity": 40.0}),
+    ({"ts": NOW - 100, "values": {"pressure": 1013.2}}, {"pressure": 1013.2}),
+    ({"data": {"co2": 415}, "metadata": {"fw": "1.2"}, "timestamp": NOW - 90}, {"co2": 415.0}),
+    ({"readings": [{"key": "voltage", "value": 3.3, "ts": NOW - 80}]}, {"voltage": 3.3}),
+    ([{"sensor_type": "light", "value": 120, "unit": "lx"}], {"light": 120.0}),
+    ({"time": NOW - 70, "value": [157, 42, 76, 190]}, {"value": -0.19938130676746368}),
+]
+
+
+def test_readings_in_every_body_are_stored(platform: Platform, broker):
+    device = platform.api.device(platform.root)
+    publisher = Device(broker)
+    for body, _ in BODIES:
+        assert publisher.publish(platform.topic(device["id"], "readings"), body).rc == 0
+    platform.wait_handled(len(BODIES))
+    stored = {r["key"]: r["value"] for r in platform.readings(device["id"])}
+    for _, expected in BODIES:
+        for key, value in expected.items():
+            assert stored[key] == pytest.approx(value)
+    assert platform.metrics()["readings_accepted"] == 7
+    # Any uplink counts as contact (written within a second).
+    eventually(lambda: platform.api.get(f"/devices/{device['id']}/status", platform.root)
+               .json()["online"] is True)
+    publisher.close()
+
+
+def test_a_redelivered_message_is_stored_once(platform: Platform, broker):
+    device = platform.api.device(platform.root)
+    publisher = Device(broker)
+    body = {"ts": NOW - 10, "values": {"temperature": 20.0}}
+    for _ in range(3):
+        publisher.publish(platform.topic(device["id"], "readings"), body)
+    metrics = platform.wait_handled(3)
+    assert metrics["readings_accepted"] == 1 and metrics["readings_duplicate"] == 2
+    assert len(platform.readings(device["id"])) == 1
+    publisher.close()
+
+
+def test_heartbeat_logs_and_status_topics(platform: Platform, broker):
+    device = platform.api.device(platform.root)
+    device_id = device["id"]
+    publisher = Device(broker)
+    publisher.publish(platform.topic(device_id, "heartbeat"), {"firmware_version": "2.0.1"})
+    publisher.publish(platform.topic(device_id, "logs"),
+                      [{"level": "error", "message": "sensor bus timeout"},
+                       {"message": "rebooted"}])
+    platform.wait_handled(2)
+    got = platform.api.get(f"/devices/{device_id}", platform.root).json()
+    assert got["firmware_version"] == "2.0.1" and got["online"] is True
+    logs = platform.api.get(f"/devices/{device_id}/logs", platform.root).json()
+    assert {line["message"] for line in logs["items"]} == {"sensor bus timeout", "rebooted"}
+
+    publisher.publish(platform.topic(device_id, "status"), "offline")
+    eventually(lambda: platform.api.get(f"/devices/{device_id}/status", platform.root)
+               .json()["online"] is False)
+    publisher.publish(platform.topic(device_id, "status"), {"online": True})
+    eventually(lambda: platform.api.get(f"/devices/{device_id}/status", platform.root)
+               .json()["online"] is True)
+    publisher.close()
+
+
+def test_last_will_marks_the_device_offline_at_once(platform: Platform, broker):
+    device = platform.api.device(platform.root)
+    status_topic = platform.topic(device["id"], "status")
+    publisher = Device(broker, will=(status_topic, b"offline"))
+    publisher.publish(platform.topic(device["id"], "readings"), {"temperature": 1})
+    eventually(lambda: platform.api.get(f"/devices/{device['id']}/status", platform.root)
+               .json()["online"] is True)
+    publisher.client.socket().close()  # dies without DISCONNECT: the broker sends its will
+    publisher.client.loop_stop()
+    eventually(lambda: platform.api.get(f"/devices/{device['id']}/status", platform.root)
+               .json()["online"] is False)
+
+
+def test_bad_messages_are_counted_logged_and_never_stop_the_consumer(platform: Platform,
+                                                                      broker):
+    device = platform.api.device(platform.root)
+    inactive = platform.api.device(platform.root, status="inactive")
+    publisher = Device(broker)
+    topic = platform.topic(device["id"], "readings")
+    messages = [
+        (topic, b"{not json"),
+        (topic, {"ts": NOW - 5, "values": {"temperature": 1.0}}),
+        (topic, b'"just a string"'),
+        (topic, {"ts": NOW - 4, "values": {"temperature": 2.0}}),
+        (platform.topic(999_999, "readings"), {"temperature": 3.0}),
+        (topic, {"padding": "x" * 5000}),
+        (platform.topic(inactive["id"], "readings"), {"temperature": 4.0}),
+        (platform.topic(device["id"], "logs"), {"level": "loud", "message": "x"}),
+        (topic, {"ts": NOW - 3, "values": {"temperature": 5.0, "label": "text"}}),
+    ]
+    for where, payload in messages:
+        publisher.publish(where, payload)
+    metrics = platform.wait_handled(len(messages))
+    assert [r["value"] for r in platform.readings(device["id"])] == [1.0, 2.0, 5.0]
+    assert platform.readings(inactive["id"]) == []
+    assert metrics["rejected_by_reason"] == {
+        "invalid JSON": 1, "unknown format": 1, "unknown device": 1, "payload too large": 1,
+        "inactive device": 1, "invalid log lines": 1}
+    assert metrics["rejected_by_device"][str(device["id"])] == 4
+    assert metrics["readings_rejected"] == 1  # the string value, alone
+    logs = platform.api.get(f"/devices/{device['id']}/logs", platform.root,
+                            params={"level": "warning"}).json()["items"]
+    reasons = " | ".join(line["message"] for line in logs)
+    for reason in ("invalid JSON", "unknown format", "payload too large", "invalid log lines"):
+        assert reason in reasons
+    # Still consuming afterwards.
+    publisher.publish(topic, {"ts": NOW - 2, "values": {"temperature": 6.0}})
+    eventually(lambda: len(platform.readings(device["id"])) == 4)
+    publisher.close()
+
+
+def test_health_follows_the_broker_and_http_keeps_serving(platform: Platform, broker):
+    device = platform.api.device(platform.root)
+    health = platform.api.get("/health").json()
+    assert (health["mqtt"], health["mqtt_auth"]) == ("connected", "open")
+    broker.stop()
+    eventually(lambda: platform.api.get("/health").json()["mqtt"] == "down")
+    response = platform.api.post(f"/devices/{device['id']}/readings", platform.root,
+                                 json={"temperature": 1.0})
+    assert response.status_code == 202
+    broker.start()
+    eventually(lambda: platform.api.get("/health").json()["mqtt"] == "connected", timeout=40)
+    publisher = Device(broker)
+    publisher.publish(platform.topic(device["id"], "readings"), {"ts": NOW, "values": {"t": 2}})
+    eventually(lambda: len(platform.readings(device["id"])) == 2)
+    publisher.close()
+
+
+def test_health_says_disabled_without_a_broker(api):
+    health = api.get("/health").json()
+    assert (health["mqtt"], health["mqtt_auth"]) == ("disabled", None)
