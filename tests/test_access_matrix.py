@@ -63,6 +63,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     # system and auth: public
     ("GET", "/health"): Rule(PUBLIC),
     ("GET", "/system/version"): Rule(PUBLIC),
+    ("GET", "/system/metrics"): Rule(SUPERADMIN),
     ("POST", "/auth/signup"): Rule(PUBLIC),
     ("POST", "/auth/login"): Rule(PUBLIC),
     ("POST", "/auth/refresh"): Rule(PUBLIC),
@@ -100,6 +101,12 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/devices/{device_id}/heartbeat"): Rule(MEMBER, device=True),
     ("POST", "/devices/{device_id}/logs"): Rule(MEMBER, device=True),
     ("GET", "/devices/{device_id}/logs"): Rule(VIEWER),
+    # commands: members send and cancel; the device polls, reads and reports its own
+    ("POST", "/devices/{device_id}/commands"): Rule(MEMBER),
+    ("GET", "/devices/{device_id}/commands"): Rule(VIEWER, device=True),
+    ("GET", "/devices/{device_id}/commands/{command_id}"): Rule(VIEWER, device=True),
+    ("PATCH", "/devices/{device_id}/commands/{command_id}"): Rule(MEMBER, device=True),
+    ("DELETE", "/devices/{device_id}/commands/{command_id}"): Rule(MEMBER),
     # sensors
     ("GET", "/sensors"): Rule(VIEWER),
     ("POST", "/sensors"): Rule(MEMBER),
@@ -114,6 +121,12 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("DELETE", "/groups/{group_id}"): Rule(MEMBER),
     ("POST", "/groups/{group_id}/devices/{device_id}"): Rule(MEMBER),
     ("DELETE", "/groups/{group_id}/devices/{device_id}"): Rule(MEMBER),
+    # connectors: viewers read, admins manage
+    ("GET", "/connectors"): Rule(VIEWER),
+    ("POST", "/connectors"): Rule(ADMIN),
+    ("GET", "/connectors/{connector_id}"): Rule(VIEWER),
+    ("PATCH", "/connectors/{connector_id}"): Rule(ADMIN),
+    ("DELETE", "/connectors/{connector_id}"): Rule(ADMIN),
     # readings: ingestion (a device for itself, or a member naming the device)
     ("POST", "/readings"): Rule(MEMBER, device=True),
     ("POST", "/devices/{device_id}/readings"): Rule(MEMBER, device=True),
@@ -329,6 +342,16 @@ def _new_group(world: World, org: Org) -> int:
     return _created(world.api.post("/groups", org.owner, json={"name": unique("group")}))["id"]
 
 
+def _connector_body(device_id: int) -> dict:
+    return {"name": unique("connector"), "kind": "mqtt_topic", "device_id": device_id,
+            "topic": unique("plant/line")}
+
+
+def _new_connector(world: World, org: Org) -> int:
+    return _created(world.api.post("/connectors", org.owner,
+                                   json=_connector_body(org.shared["device_id"])))["id"]
+
+
 def _new_user(world: World, org: Org) -> int:
     return _created(world.api.post("/users", org.owner, json={
         "username": unique("target"), "password": PASSWORD, "role": "member"}))["id"]
@@ -358,6 +381,20 @@ def _new_reading(world: World, org: Org) -> str:
     return ingest_one(world, org, org.shared["device_id"])[0]
 
 
+class CommandId(int):
+    """A command's id that knows its device, which its paths name too (``{id.device_id}``)."""
+    device_id: int
+
+
+def _new_command(world: World, org: Org, device_id: int | None = None) -> CommandId:
+    """A queued command, on a fresh device unless one is named."""
+    device_id = device_id or _new_device(world, org)
+    command = CommandId(_created(world.api.post(f"/devices/{device_id}/commands", org.owner,
+                                                json={"name": "reboot"}))["id"])
+    command.device_id = device_id
+    return command
+
+
 # Path parameter -> how to make one in an organization (as its owner), and how its owner reads
 # it back to see whether anything changed. A new kind of id must be added here, or its routes'
 # cases fail.
@@ -366,19 +403,24 @@ FACTORIES: dict[str, Callable[[World, Org], object]] = {
     "device_id": _new_device,
     "sensor_id": _new_sensor,
     "group_id": _new_group,
+    "connector_id": _new_connector,
     "user_id": _new_user,
     "organization_id": _the_organization,
     "reading_id": _new_reading,
+    "command_id": _new_command,
 }
 WITNESSES: dict[str, list[str]] = {
     "site_id": ["/sites/{id}", "/sites/{id}/statistics"],
     "device_id": ["/devices/{id}", "/devices/{id}/logs", "/sensors?device_id={id}",
-                  "/readings?device_id={id}&include_invalid=true"],
+                  "/readings?device_id={id}&include_invalid=true", "/devices/{id}/commands",
+                  "/connectors?device_id={id}"],
     "sensor_id": ["/sensors/{id}"],
     "group_id": ["/groups/{id}?include_devices=true"],
+    "connector_id": ["/connectors/{id}"],
     "user_id": ["/users/{id}"],
     "organization_id": ["/organizations/me"],
     "reading_id": ["/readings/{id}"],
+    "command_id": ["/devices/{id.device_id}/commands/{id}"],
 }
 
 
@@ -431,9 +473,20 @@ def _prepare_deactivated(world: World, objects: dict) -> None:
     assert response.status_code == 200, response.text
 
 
+def _prepare_command_of_device(world: World, objects: dict) -> None:
+    # A command is reached through its own device: in one organization, make it the device's.
+    (device_org, device_id), (command_org, command_id) = (objects["device_id"],
+                                                          objects["command_id"])
+    if device_org is command_org and command_id.device_id != device_id:
+        objects["command_id"] = (device_org, _new_command(world, device_org, device_id))
+
+
 PREPARE: dict[tuple[str, str], Callable[[World, dict], None]] = {
     ("DELETE", "/groups/{group_id}/devices/{device_id}"): _prepare_membership,
     ("PATCH", "/users/{user_id}/activate"): _prepare_deactivated,
+    ("GET", "/devices/{device_id}/commands/{command_id}"): _prepare_command_of_device,
+    ("PATCH", "/devices/{device_id}/commands/{command_id}"): _prepare_command_of_device,
+    ("DELETE", "/devices/{device_id}/commands/{command_id}"): _prepare_command_of_device,
 }
 
 
@@ -492,11 +545,18 @@ BODIES: dict[tuple[str, str], Callable[[Ctx], object]] = {
     ("PATCH", "/devices/{device_id}"): lambda ctx: {"location": unique("moved ")},
     ("POST", "/devices/{device_id}/heartbeat"): lambda ctx: {"firmware_version": "1.2.3"},
     ("POST", "/devices/{device_id}/logs"): lambda ctx: {"level": "info", "message": "hello"},
+    ("POST", "/devices/{device_id}/commands"): lambda ctx: {"name": "reboot",
+                                                            "params": {"delay_s": 5}},
+    ("PATCH", "/devices/{device_id}/commands/{command_id}"): lambda ctx: {
+        "status": "succeeded", "result": {"ok": True}},
     ("POST", "/sensors"): lambda ctx: {"device_id": ctx.org.shared["device_id"],
                                        "key": unique("key"), "type": "temperature"},
     ("PATCH", "/sensors/{sensor_id}"): lambda ctx: {"unit": unique("u")},
     ("POST", "/groups"): lambda ctx: {"name": unique("group")},
     ("PATCH", "/groups/{group_id}"): lambda ctx: {"description": unique("changed ")},
+    ("POST", "/connectors"): lambda ctx: _connector_body(ctx.fresh_device()),
+    ("PATCH", "/connectors/{connector_id}"): lambda ctx: {"enabled": False,
+                                                          "max_age_seconds": 3600},
     ("POST", "/readings"): lambda ctx: {"temperature": 21.5},
     ("POST", "/devices/{device_id}/readings"): lambda ctx: {"temperature": 21.5},
     ("POST", "/readings/review"): lambda ctx: {"action": "archive",
@@ -546,6 +606,7 @@ def _populate(world: World, org: Org) -> None:
     response = world.api.post(f"/groups/{org.shared['group_id']}/devices/{device['id']}",
                               org.owner)
     assert response.status_code == 204, response.text
+    org.shared["connector_id"] = _new_connector(world, org)
     org.shared["user_id"] = _new_user(world, org)
     org.shared["organization_id"] = org.id
     logged = world.api.post(f"/devices/{device['id']}/logs", org.owner,
@@ -846,10 +907,13 @@ def test_device_key_acts_only_for_its_own_device(world: World, method, template)
     device = world.principals["device"]
     other_id = _new_device(world, world.home)
     objects = {"device_id": (world.home, other_id)}
+    for param in path_params(template):  # other ids: the other device's own (e.g. a command)
+        objects.setdefault(param, (world.home, target(world, world.home, param, fresh=True)))
+    if (method, template) in PREPARE:
+        PREPARE[(method, template)](world, objects)
     before = snapshot(world, objects)
     body, query = _example(Ctx(world, world.home, device), (method, template))
-    response = world.call(method, template, {"device_id": other_id}, device.headers, body,
-                          query)
+    response = world.call(method, template, _ids(objects), device.headers, body, query)
     _assert_not_found(response)
     assert snapshot(world, objects) == before
 

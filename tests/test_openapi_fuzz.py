@@ -20,10 +20,11 @@ How it is wired:
   (the bearer scheme is OAuth2, which it does not model as a header), so the first accepted
   case of each secured operation is replayed without credentials, with a bogus token and
   with a bogus device key: each must be a 401.
-- A site, a device (in the site), a sensor (on the device), a group (holding the device)
-  and a second user exist before the run; a ``flatmap_path_parameters`` hook makes about
-  half of the generated path ids name them, so operations reach real objects and not only
-  404s. Deleting cases may remove them: they are recreated after every DELETE.
+- A site, a device (in the site), a sensor (on the device), a group (holding the device),
+  a connector (for the device) and a second user exist before the run; a
+  ``flatmap_path_parameters`` hook makes about half of the generated path ids name them, so
+  operations reach real objects and not only 404s. Deleting cases may remove them: they are
+  recreated after every DELETE.
 
 Nothing is excluded. Operations that could end the admin's session are made harmless:
 - ``POST /auth/logout`` revokes the access token it is sent with, so its cases use a
@@ -101,7 +102,7 @@ class Target:
         return response.status_code == 200
 
     def seed(self) -> None:
-        """Make sure one site, device, sensor and group (and a second user) exist."""
+        """Make sure one site, device, sensor, group and connector (and a second user) exist."""
         ids = self.ids
         if not ids.get("site_id") or not self._exists(f"/sites/{ids['site_id'][0]}"):
             ids["site_id"] = [self._create("/sites", {"name": unique("site")})]
@@ -115,6 +116,11 @@ class Target:
             ids["group_id"] = [self._create("/groups", {"name": unique("group")})]
         self.http.post(f"{API}/groups/{ids['group_id'][0]}/devices/{ids['device_id'][0]}",
                        headers=self.headers())
+        if not ids.get("connector_id") or not self._exists(
+                f"/connectors/{ids['connector_id'][0]}"):
+            ids["connector_id"] = [self._create("/connectors", {
+                "name": unique("connector"), "kind": "mqtt_topic",
+                "device_id": ids["device_id"][0], "topic": "fuzz/data"})]
         if not ids.get("user_id") or not self._exists(f"/users/{ids['user_id'][-1]}"):
             member = self._create("/users", {"username": unique("member"),
                                              "password": "password-123", "role": "member"})

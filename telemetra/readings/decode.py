@@ -5,14 +5,16 @@ call ``decode_body``. A body that is none of the formats is an ``Invalid`` (422)
 is wrong (string value, non-finite number, bad bytes, bad time...) is rejected alone, with a
 reason, and the others go on.
 
-The bodies (API.md, "Ingestion"):
-1. ``{"temperature": 23.5, "humidity": 60}``
-2. ``{"ts": <time>, "values": {...}}`` and a list of those
-3. ``{"data": {...}, "metadata": {...}, "timestamp"?: <time>}``
-4. ``{"readings": [{"sensor_type" or "key", "value", "unit"?, "timestamp" or "ts"?, "tags"?}]}``
-5. ``{"sensor_type": "temperature", "value": 22.5, "unit": "°C"}`` and a list of those
-6. ``{"time": <epoch>, "value": [b0, b1, b2, b3], "tags": [...]}`` and a list of those: an
+The bodies (API.md, "Ingestion"), with their names in ``FORMAT_NAMES``:
+1. ``keys``: ``{"temperature": 23.5, "humidity": 60}``
+2. ``values``: ``{"ts": <time>, "values": {...}}`` and a list of those
+3. ``data``: ``{"data": {...}, "metadata": {...}, "timestamp"?: <time>}``
+4. ``readings``: ``{"readings": [{"sensor_type" or "key", "value", "unit"?, "ts"?, "tags"?}]}``
+5. ``sensor_type``: ``{"sensor_type": "temperature", "value": 22.5, "unit": "°C"}`` and a list
+6. ``bytes``: ``{"time": <epoch>, "value": [b0, b1, b2, b3], "tags": [...]}`` and a list: an
    IEEE-754 float32 in four bytes, little-endian unless the source says otherwise.
+A source that always sends one of them (a connector) may insist on it (``expect``); ``auto``
+accepts any.
 """
 
 import json
@@ -33,13 +35,22 @@ MAX_KEY_LENGTH = 100
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 100
 _KEY = re.compile(r"^[A-Za-z0-9_.:/ -]{1,100}$")
-FORMATS = (
-    'expected one of: {"<key>": <number>, ...}; {"ts", "values": {...}} or a list of those; '
-    '{"data": {...}, "metadata"?, "timestamp"?}; {"readings": [{"key" or "sensor_type", '
-    '"value", ...}]}; {"sensor_type", "value", "unit"?} or a list of those; '
-    '{"time", "value": [4 bytes], "tags"?} or a list of those'
-)
+# The bodies by name, in the order of API.md; a source (a connector) may insist on one.
+_SHAPES = {
+    "keys": '{"<key>": <number>, ...}',
+    "values": '{"ts", "values": {...}} or a list of those',
+    "data": '{"data": {...}, "metadata"?, "timestamp"?}',
+    "readings": '{"readings": [{"key" or "sensor_type", "value", ...}]}',
+    "sensor_type": '{"sensor_type", "value", "unit"?} or a list of those',
+    "bytes": '{"time", "value": [4 bytes], "tags"?} or a list of those',
+}
+FORMAT_NAMES = ("auto", *_SHAPES)
+FORMATS = "expected one of: " + "; ".join(_SHAPES.values())
 _FLOAT32 = {"little": struct.Struct("<f"), "big": struct.Struct(">f")}
+BYTE_ORDERS = tuple(_FLOAT32)
+# The formats that may also come as a list, by the ``_item_kind`` of their items.
+_LISTABLE = {"values": "values", "sensor_type": "single", "bytes": "bytes"}
+_FORMAT_OF_ITEM = {kind: name for name, kind in _LISTABLE.items()}
 
 
 @dataclass(slots=True)
@@ -251,19 +262,63 @@ def _meta_or_none(value: Any) -> dict | None:
     return value if isinstance(value, dict) and value else None
 
 
-def decode_body(body: Any, *, value_key: str = "value",
-                byte_order: str = "little") -> tuple[list[Reading], list[Rejection]]:
-    """Normalise any accepted body; raises ``Invalid`` when the body is none of them."""
+def _body_format(body: dict) -> str | None:
+    """Which of ``FORMAT_NAMES`` an object is, decided the way ``decode_body`` dispatches."""
+    if "readings" in body:
+        return "readings"
+    if "data" in body and isinstance(body["data"], dict):
+        return "data"
+    kind = _item_kind(body)
+    if kind is not None:
+        return _FORMAT_OF_ITEM[kind]
+    return "keys" if _is_flat_mapping(body) else None
+
+
+def _wrong_format(expect: str) -> Invalid:
+    return Invalid(f"expected the {expect!r} format: {_SHAPES[expect]}", loc=["body"])
+
+
+def _decode_list_of(out: _Collector, body: list, expect: str, value_key: str,
+                    byte_order: str) -> None:
+    """A list restricted to one format: items of another format are rejected one by one."""
+    kind = _LISTABLE.get(expect)
+    if kind is None or not any(_item_kind(item) == kind for item in body):
+        raise _wrong_format(expect)
+    for item in body:
+        if _item_kind(item) == kind:
+            _decode_item(out, item, value_key, byte_order)
+        else:
+            out.reject(f"not the {expect!r} format")
+
+
+def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "little",
+                expect: str | None = None) -> tuple[list[Reading], list[Rejection]]:
+    """Normalise any accepted body; raises ``Invalid`` when the body is none of them.
+
+    ``expect``, one of ``FORMAT_NAMES`` (a connector's ``format``), restricts decoding to that
+    body: any other body is an ``Invalid`` naming the expected format, and items of a list that
+    are of another format are rejected one by one. ``None`` or ``"auto"``: every body.
+    """
+    if expect is not None:
+        if expect == "auto":
+            expect = None
+        elif expect not in _SHAPES:
+            raise ValueError(f"unknown format {expect!r}; one of {FORMAT_NAMES}")
     out = _Collector()
     if isinstance(body, list):
         if not body:
             raise Invalid("the body is an empty list: no readings", loc=["body"])
+        if expect is not None:
+            _decode_list_of(out, body, expect, value_key, byte_order)
+            return out.readings, out.rejected
         if not any(_item_kind(item) for item in body):
             raise Invalid("no item of the list is a reading; " + FORMATS, loc=["body"])
         for item in body:
             _decode_item(out, item, value_key, byte_order)
     elif not isinstance(body, dict):
         raise Invalid("the body must be a JSON object or a list; " + FORMATS, loc=["body"])
+    elif expect is not None and _body_format(body) != expect:
+        raise _wrong_format(expect)
     elif "readings" in body:
         items = body["readings"]
         if not isinstance(items, list) or not items:
