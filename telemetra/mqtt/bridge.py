@@ -130,6 +130,7 @@ class MqttBridge:
     def device_deleted(self, device_id: int) -> None:
         if self.accounts is not None:
             self.accounts.remove(device_id)
+        self.connectors_changed()  # its connectors went with it
 
     def metrics(self) -> dict:
         return {"status": self.status, "auth": self.auth.value,

@@ -1,12 +1,16 @@
-"""The platform's connection to the broker: paho-mqtt 2 on its own network thread, with
-manual acknowledgements, handed to asyncio.
+"""The platform's connection to the broker: paho-mqtt 2 driven by the asyncio event loop,
+with manual acknowledgements and flow control.
 
 Why paho-mqtt: it can hold back a QoS 1 PUBACK until the message's readings are committed
-(``manual_ack``), it speaks MQTT 5, whose Receive Maximum makes the broker stop sending once
-that many messages await our acknowledgement (flow control without an unbounded buffer), and
-it reconnects by itself with back-off. aiomqtt acknowledges on receipt and drops messages
-when its queue is full; gmqtt acknowledges when a handler returns, with no bound on the
-handlers it starts.
+(``manual_ack``) and it speaks MQTT 5. aiomqtt (which also drives paho from asyncio)
+acknowledges on receipt and drops messages when its queue is full; gmqtt acknowledges when a
+handler returns, with no bound on the handlers it starts. paho's socket is read from the event
+loop (as aiomqtt does), not from paho's own thread, which under load starves for the GIL.
+
+Flow control: once ``receive_maximum`` messages await acknowledgement, the socket is no longer
+read, so TCP pushes back and the broker holds the messages (it queues them for our persistent
+session). The same number goes to the broker as MQTT 5 Receive Maximum, but Mosquitto 2.0
+lets more through once acknowledgements flow, so the bound is kept here.
 
 Acknowledgements are only sent on the connection a message arrived on: after a reconnect,
 packet ids are reused, so a late PUBACK could acknowledge a different, uncommitted message.
@@ -16,8 +20,6 @@ The broker redelivers whatever was not acknowledged.
 import asyncio
 import logging
 import ssl
-import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -67,8 +69,9 @@ class BrokerAddress:
 
 
 class Link:
-    """One MQTT connection. Messages reach ``on_message`` on the event loop; ``on_connected``
-    runs on the loop after each (re)connection, once subscriptions are requested."""
+    """One MQTT connection, reconnected with back-off for as long as it runs. Messages reach
+    ``on_message`` on the event loop; ``on_connected`` runs after each (re)connection once
+    the broker has confirmed the subscriptions."""
 
     def __init__(self, address: BrokerAddress, *, client_id: str, receive_maximum: int,
                  session_expiry_seconds: int, on_message: Callable[[Inbound], None],
@@ -76,31 +79,41 @@ class Link:
                  ca_file: str | None = None) -> None:
         self.address = address
         self.client_id = client_id
+        self.receive_maximum = receive_maximum
         self._on_message = on_message
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._filters: set[str] = set()
-        self._lock = threading.Lock()
         self._connection = 0
         self._connected = False
-        self._stopping = False
         self._ready = False
         self._ready_mid: int | None = None
-        self._inbox: deque[Inbound] = deque()
-        self._wake_pending = False
+        self._session_present = False
+        self._stopping = False
+        self._unacked = 0
+        self._paused = False
+        self._received = 0
+        self._ready_seen = False
+        self._sock = None
+        self._lost: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         if address.username is not None:
-            self._client.username_pw_set(address.username, address.password)
+            client.username_pw_set(address.username, address.password)
         if address.tls:
-            self._client.tls_set_context(ssl.create_default_context(cafile=ca_file))
-        self._client.reconnect_delay_set(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
-        self._client.max_queued_messages_set(0)
-        self._client.on_connect = self._handle_connect
-        self._client.on_disconnect = self._handle_disconnect
-        self._client.on_message = self._handle_message
-        self._client.on_subscribe = self._handle_subscribe
+            client.tls_set_context(ssl.create_default_context(cafile=ca_file))
+        client.max_queued_messages_set(0)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+        self._client = client
         self._properties = Properties(PacketTypes.CONNECT)
         self._properties.SessionExpiryInterval = session_expiry_seconds
         self._properties.ReceiveMaximum = receive_maximum
@@ -111,16 +124,19 @@ class Link:
         return self._connected and self._ready
 
     def start(self) -> None:
-        """Connect in the background; retried with back-off for as long as it runs."""
         self._loop = asyncio.get_running_loop()
-        self._client.connect_async(self.address.host, self.address.port, KEEPALIVE_SECONDS,
-                                   clean_start=False, properties=self._properties)
-        self._client.loop_start()
+        self._task = asyncio.create_task(self._run(), name="mqtt-link")
 
     async def stop(self) -> None:
         self._stopping = True
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        if self._connected:
+            self._client.disconnect()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 3)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
         self._connected = False
 
     def subscribe(self, filters: list[str]) -> None:
@@ -140,75 +156,157 @@ class Link:
         self._client.publish(topic, payload, qos=qos)
 
     def ack(self, message: Inbound) -> None:
-        if message.qos == 0:
+        if message.qos == 0 or not self.current(message):
             return
-        with self._lock:
-            if message.connection == self._connection and self._connected:
-                self._client.ack(message.mid, message.qos)
+        self._client.ack(message.mid, message.qos)
+        self._unacked -= 1
+        if self._paused and self._unacked <= self.receive_maximum // 2:
+            self._resume()
 
     def current(self, message: Inbound) -> bool:
         """Whether the message's connection is still up (so it can still be acknowledged)."""
         return message.connection == self._connection and self._connected
 
-    # -- on paho's network thread --------------------------------------------------------
+    # -- the connection loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self._lost = asyncio.Event()
+            try:
+                await loop.run_in_executor(None, self._connect)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                log.warning("MQTT broker %s unreachable (%s); retrying in %ss", self.address,
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+                continue
+            misc = asyncio.create_task(self._misc())
+            await self._lost.wait()
+            misc.cancel()
+            if self._stopping:
+                break
+            delay = RECONNECT_MIN_SECONDS if self._ready_seen else min(
+                delay * 2, RECONNECT_MAX_SECONDS)
+            await asyncio.sleep(delay)
+
+    def _connect(self) -> None:
+        """Blocking (DNS, TCP, TLS): runs in a thread; the socket is then the loop's."""
+        self._ready_seen = False
+        self._client.connect(self.address.host, self.address.port, KEEPALIVE_SECONDS,
+                             clean_start=False, properties=self._properties)
+
+    async def _misc(self) -> None:
+        while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:  # keepalive pings
+            await asyncio.sleep(1)
+
+    def _readable(self) -> None:
+        # Read what has arrived, a bounded number of packets, then let others run.
+        for _ in range(256):
+            before = self._received
+            try:
+                self._client.loop_read()
+            except Exception as exc:  # a broken socket: the connection is lost
+                log.warning("MQTT read failed (%s)", type(exc).__name__)
+                self._socket_close(None, None, None)
+                self._connected = self._ready = False
+                self._connection += 1
+                self._lost_now()
+                return
+            sock = self._client.socket()
+            pending = hasattr(sock, "pending") and sock.pending() > 0  # TLS-buffered bytes
+            if self._paused or (self._received == before and not pending):
+                return
+
+    def _writable(self) -> None:
+        try:
+            self._client.loop_write()
+        except Exception as exc:
+            log.warning("MQTT write failed (%s)", type(exc).__name__)
+
+    def _pause(self) -> None:
+        if not self._paused and self._sock is not None:
+            self._paused = True
+            self._loop.remove_reader(self._sock)
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self._sock is not None:
+                self._loop.add_reader(self._sock, self._readable)
+
+    def _lost_now(self) -> None:
+        if self._lost is not None:
+            self._lost.set()
+
+    # -- paho callbacks (on the event loop, except socket open/write during connect) ------
+
+    def _socket_open(self, client, userdata, sock) -> None:
+        self._loop.call_soon_threadsafe(self._watch, sock)
+
+    def _watch(self, sock) -> None:
+        self._sock = sock
+        self._paused = False
+        self._loop.add_reader(sock, self._readable)
+
+    def _socket_close(self, client, userdata, sock) -> None:
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock)
+            self._loop.remove_writer(self._sock)
+            self._sock = None
+
+    def _register_write(self, client, userdata, sock) -> None:
+        self._loop.call_soon_threadsafe(self._loop.add_writer, sock, self._writable)
+
+    def _unregister_write(self, client, userdata, sock) -> None:
+        self._loop.remove_writer(sock)
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("MQTT broker %s refused the connection: %s", self.address, reason_code)
             return
-        with self._lock:
-            self._connection += 1
-            self._connected = True
+        self._connection += 1
+        self._connected = True
+        self._unacked = 0
+        self._session_present = bool(flags.session_present)
         if self._filters:
             _, self._ready_mid = client.subscribe(
                 [(f, SubscribeOptions(qos=1)) for f in sorted(self._filters)])
         else:
-            self._ready = True
+            self._set_ready()
         log.info("MQTT connected to %s as %s (session present: %s)", self.address,
                  self.client_id, flags.session_present)
-        self._call_soon(self._on_connected, bool(flags.session_present))
-
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        with self._lock:
-            was_connected = self._connected
-            self._connected = False
-            self._ready = False
-            self._connection += 1
-        if was_connected and not self._stopping:
-            log.warning("MQTT connection to %s lost (%s); reconnecting", self.address,
-                        reason_code)
-            self._call_soon(self._on_disconnected)
 
     def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [code for code in reason_codes if code.is_failure]
         if refused:
             log.error("MQTT broker refused %d subscription(s): %s", len(refused),
                       ", ".join(str(code) for code in refused))
-        if mid == self._ready_mid:
-            self._ready = True
+        if mid == self._ready_mid and not self._ready:
+            self._set_ready()
+
+    def _set_ready(self) -> None:
+        self._ready = True
+        self._ready_seen = True
+        self._on_connected(self._session_present)
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._ready = False
+        self._connection += 1
+        if was_connected and not self._stopping:
+            log.warning("MQTT connection to %s lost (%s); reconnecting", self.address,
+                        reason_code)
+            self._on_disconnected()
+        self._lost_now()
 
     def _handle_message(self, client, userdata, message) -> None:
-        inbound = Inbound(message.topic, message.payload, message.qos, message.mid,
-                          self._connection)
-        with self._lock:
-            self._inbox.append(inbound)
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
-            self._call_soon(self._drain)
-
-    def _call_soon(self, callback, *args) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(callback, *args)
-            except RuntimeError:  # the loop closed meanwhile (shutdown)
-                pass
-
-    def _drain(self) -> None:
-        with self._lock:
-            batch = list(self._inbox)
-            self._inbox.clear()
-            self._wake_pending = False
-        for inbound in batch:
-            self._on_message(inbound)
+        self._received += 1
+        if message.qos:
+            self._unacked += 1
+            if self._unacked >= self.receive_maximum:
+                self._pause()
+        self._on_message(Inbound(message.topic, message.payload, message.qos, message.mid,
+                                 self._connection))
