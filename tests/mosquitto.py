@@ -63,7 +63,6 @@ class Broker:
             "persistence true",
             f"persistence_location {directory}/",
             f"max_queued_messages {max_queued_messages}",
-            "max_inflight_messages 0",
             f"log_dest file {directory}/mosquitto.log",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
         ]

@@ -61,7 +61,7 @@ class MqttBridge:
         self.link = Link(BrokerAddress.from_url(settings.mqtt_url), client_id=client_id,
                          receive_maximum=settings.mqtt_receive_maximum,
                          session_expiry_seconds=settings.mqtt_session_expiry_seconds,
-                         on_message=self._on_message, on_connected=self._on_connected,
+                         on_messages=self._on_messages, on_connected=self._on_connected,
                          on_disconnected=self._on_disconnected, ca_file=settings.mqtt_ca_file)
         self.presence = Presence(engine, self.republish_pending)
         self.consumer = Consumer(engine, ingestor, self.topics, self.presence,
@@ -170,15 +170,19 @@ class MqttBridge:
         self.link.subscribe(sorted(wanted - self._connector_filters))
         self._connector_filters = wanted
 
-    def _on_message(self, message: Inbound) -> None:
-        if message.topic == RESPONSE_TOPIC and self.accounts is not None:
-            self.accounts.on_response(message.payload)
-            self.link.ack(message)
-        elif message.topic == self.topics.connectors_changed:
-            self._spawn(self.reload_connectors())
-            self.link.ack(message)
-        else:
-            self.consumer.handle(message)
+    def _on_messages(self, messages: list[Inbound]) -> None:
+        for_consumer = []
+        for message in messages:
+            if message.topic == RESPONSE_TOPIC and self.accounts is not None:
+                self.accounts.on_response(message.payload)
+                self.link.ack(message)
+            elif message.topic == self.topics.connectors_changed:
+                self._spawn(self.reload_connectors())
+                self.link.ack(message)
+            else:
+                for_consumer.append(message)
+        if for_consumer:
+            self.consumer.handle(for_consumer)
 
     def _on_connected(self, session_present: bool) -> None:
         if self.accounts is not None:

@@ -113,14 +113,88 @@ class Consumer:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def handle(self, message: Inbound) -> None:
-        """Called on the event loop for every message; never blocks."""
+    def handle(self, messages: list[Inbound]) -> None:
+        """Called on the event loop with the messages read together; never blocks. Device
+        readings are stored together (one write for the lot, then one acknowledgement
+        each); other messages are handled one by one."""
         if self._stopping:
-            return  # not acknowledged: the broker delivers it again
-        self.counters.received += 1
-        task = asyncio.create_task(self._process(message))
+            return  # not acknowledged: the broker delivers them again
+        self.counters.received += len(messages)
+        readings: list[tuple[Inbound, int]] = []
+        for message in messages:
+            uplink = self.topics.parse(message.topic)
+            if (uplink is not None and uplink.kind == "readings"
+                    and len(message.payload) <= self.max_payload_bytes):
+                readings.append((message, uplink.device_id))
+            else:
+                self._spawn(self._process(message))
+        if readings:
+            self._spawn(self._process_readings(readings))
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _process_readings(self, batch: list[tuple[Inbound, int]]) -> None:
+        """Decode each message, then one durable write for all of them, then the acks. A
+        message that cannot be decoded is rejected alone; if the write fails for another
+        reason than storage trouble, each message is retried alone so one bad message
+        cannot take the others with it."""
+        now = utcnow()
+        prepared: list[tuple[Inbound, int, list]] = []
+        for message, device_id in batch:
+            try:
+                device = await self._device(device_id)
+                decoded, rejected = _decode(_json(message.payload))
+                if rejected:
+                    self._note_rejected_readings(device_id, rejected)
+                rows = await self.ingestor.rows(device.target, decoded, now)
+            except Rejected as rejected:
+                await self._reject(message, rejected.reason)
+                self._done(message)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # storage trouble while resolving sensors, or a bug
+                self._spawn(self._process(message))
+                continue
+            prepared.append((message, device_id, rows))
+        rows = [row for _, _, message_rows in prepared for row in message_rows]
+        delay = RETRY_MIN_SECONDS
+        while rows:
+            try:
+                inserted = await self.ingestor.writer.write(rows)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _transient(exc):
+                    for message, _, _ in prepared:
+                        self._spawn(self._process(message))
+                    return
+                if not any(self._current(message) for message, _, _ in prepared):
+                    return  # the connection is gone: the broker redelivers them
+                self.counters.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+        else:
+            inserted = 0
+        self.counters.readings_accepted += inserted
+        self.counters.readings_duplicate += len(rows) - inserted
+        for message, device_id, _ in prepared:
+            self.presence.mark(device_id)
+            self._done(message)
+
+    def _done(self, message: Inbound) -> None:
+        self.counters.handled += 1
+        self._ack(message)
+
+    def _note_rejected_readings(self, device_id: int, rejected: list) -> None:
+        self.counters.readings_rejected += len(rejected)
+        reasons = sorted({r.reason for r in rejected})
+        log.info("MQTT readings of device %s: %d rejected (%s)", device_id, len(rejected),
+                 "; ".join(reasons))
 
     async def drain(self, timeout: float) -> None:
         """Stop taking messages; let those in hand finish (and be acknowledged)."""
@@ -154,8 +228,7 @@ class Consumer:
                           type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
-        self.counters.handled += 1
-        self._ack(message)
+        self._done(message)
 
     async def _route(self, message: Inbound) -> None:
         if message.topic == self.topics.connectors_changed:
@@ -210,14 +283,11 @@ class Consumer:
             for reading in readings:
                 if reading.ts is not None and reading.ts < oldest:
                     reading.tags = [*(reading.tags or []), TOO_OLD_TAG]
-        result = await self.ingestor.store(device.target, readings, rejected, now=now)
+        if rejected:
+            self._note_rejected_readings(device.target.device_id, rejected)
+        result = await self.ingestor.store(device.target, readings, now=now)
         self.counters.readings_accepted += result["accepted"]
         self.counters.readings_duplicate += result["duplicates"]
-        if result["rejected"]:
-            self.counters.readings_rejected += len(result["rejected"])
-            reasons = sorted({r["reason"] for r in result["rejected"]})
-            log.info("MQTT readings of device %s: %d rejected (%s)", device.target.device_id,
-                     len(result["rejected"]), "; ".join(reasons))
 
     async def _connector_readings(self, connector: TopicConnector, payload: bytes) -> None:
         device = await self._device(connector.device_id)
@@ -320,6 +390,13 @@ class Consumer:
 async def _touch(conn, device: DeviceInfo) -> None:
     await devices.touch(conn, await devices.get_device(conn, device.target.organization_id,
                                                        device.target.device_id))
+
+
+def _decode(body) -> tuple[list, list]:
+    try:
+        return decode_body(body)
+    except Invalid as invalid:
+        raise Rejected(f"unknown format: {invalid.detail}") from None
 
 
 def _json(payload: bytes):

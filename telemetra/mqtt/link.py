@@ -68,19 +68,47 @@ class BrokerAddress:
         return f"BrokerAddress({self.host}:{self.port}, tls={self.tls}, user={self.username})"
 
 
+READ_CHUNK = 65536
+
+
+class _Client(paho.Client):
+    """paho reads each packet's header a byte at a time, three or more ``recv`` calls a
+    message; this reads the socket in chunks and hands paho the bytes from memory (its
+    parser already copes with short reads). Tied to paho-mqtt 2.2's ``_sock_recv``, which is
+    pinned."""
+
+    _buffer = memoryview(b"")
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if not self._buffer:
+            chunk = super()._sock_recv(READ_CHUNK)  # raises BlockingIOError when empty
+            if not chunk:
+                return chunk  # closed by the broker
+            self._buffer = memoryview(chunk)
+        data, self._buffer = self._buffer[:bufsize], self._buffer[bufsize:]
+        return bytes(data)
+
+    def buffered(self) -> bool:
+        return bool(self._buffer)
+
+    def drop_buffer(self) -> None:
+        self._buffer = memoryview(b"")
+
+
 class Link:
     """One MQTT connection, reconnected with back-off for as long as it runs. Messages reach
-    ``on_message`` on the event loop; ``on_connected`` runs after each (re)connection once
-    the broker has confirmed the subscriptions."""
+    ``on_messages`` on the event loop, those read together in one list; ``on_connected``
+    runs after each (re)connection once the broker has confirmed the subscriptions."""
 
     def __init__(self, address: BrokerAddress, *, client_id: str, receive_maximum: int,
-                 session_expiry_seconds: int, on_message: Callable[[Inbound], None],
+                 session_expiry_seconds: int, on_messages: Callable[[list[Inbound]], None],
                  on_connected: Callable[[bool], None], on_disconnected: Callable[[], None],
                  ca_file: str | None = None) -> None:
         self.address = address
         self.client_id = client_id
         self.receive_maximum = receive_maximum
-        self._on_message = on_message
+        self._on_messages = on_messages
+        self._batch: list[Inbound] = []
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._filters: set[str] = set()
@@ -98,7 +126,7 @@ class Link:
         self._lost: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         if address.username is not None:
             client.username_pw_set(address.username, address.password)
@@ -194,6 +222,7 @@ class Link:
     def _connect(self) -> None:
         """Blocking (DNS, TCP, TLS): runs in a thread; the socket is then the loop's."""
         self._ready_seen = False
+        self._client.drop_buffer()
         self._client.connect(self.address.host, self.address.port, KEEPALIVE_SECONDS,
                              clean_start=False, properties=self._properties)
 
@@ -202,6 +231,14 @@ class Link:
             await asyncio.sleep(1)
 
     def _readable(self) -> None:
+        try:
+            self._read()
+        finally:
+            if self._batch:
+                batch, self._batch = self._batch, []
+                self._on_messages(batch)
+
+    def _read(self) -> None:
         # Read what has arrived, a bounded number of packets, then let others run.
         for _ in range(256):
             before = self._received
@@ -214,10 +251,14 @@ class Link:
                 self._connection += 1
                 self._lost_now()
                 return
-            sock = self._client.socket()
-            pending = hasattr(sock, "pending") and sock.pending() > 0  # TLS-buffered bytes
-            if self._paused or (self._received == before and not pending):
+            if self._paused or (self._received == before and not self._pending()):
                 return
+        if self._pending():  # read later what is already in memory: no socket event comes
+            self._loop.call_soon(self._readable)
+
+    def _pending(self) -> bool:
+        sock = self._client.socket()
+        return self._client.buffered() or (hasattr(sock, "pending") and sock.pending() > 0)
 
     def _writable(self) -> None:
         try:
@@ -235,6 +276,8 @@ class Link:
             self._paused = False
             if self._sock is not None:
                 self._loop.add_reader(self._sock, self._readable)
+                if self._pending():
+                    self._loop.call_soon(self._readable)
 
     def _lost_now(self) -> None:
         if self._lost is not None:
@@ -308,5 +351,5 @@ class Link:
             self._unacked += 1
             if self._unacked >= self.receive_maximum:
                 self._pause()
-        self._on_message(Inbound(message.topic, message.payload, message.qos, message.mid,
-                                 self._connection))
+        self._batch.append(Inbound(message.topic, message.payload, message.qos, message.mid,
+                                   self._connection))

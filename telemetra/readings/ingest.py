@@ -128,9 +128,18 @@ class Ingestor:
         if not readings:
             return {"accepted": 0, "duplicates": 0,
                     "rejected": [r.as_dict() for r in rejected]}
+        rows = await self.rows(target, readings, now or utcnow())
+        inserted = await self.writer.write(rows)
+        return {"accepted": inserted, "duplicates": len(rows) - inserted,
+                "rejected": [r.as_dict() for r in rejected]}
+
+    async def rows(self, target: Target, readings: list[Reading], now: datetime) -> list[Row]:
+        """The rows to write for readings of one device: sensors resolved (created when
+        unknown), validity decided, "now" for readings without a time."""
+        if not readings:
+            return []
         sensors_by_key = await self._resolve(target, readings)
         invalid_tags = await self._organization_invalid_tags(target.organization_id)
-        now = now or utcnow()
         rows: list[Row] = []
         for reading in readings:
             sensor = sensors_by_key[reading.key]
@@ -138,9 +147,7 @@ class Ingestor:
                                      sensor.valid_max, invalid_tags)
             rows.append((sensor.id, reading.ts or now, reading.value, pack(valid), reading.tags,
                          reading.meta))
-        inserted = await self.writer.write(rows)
-        return {"accepted": inserted, "duplicates": len(rows) - inserted,
-                "rejected": [r.as_dict() for r in rejected]}
+        return rows
 
     async def _organization_invalid_tags(self, organization_id: int) -> frozenset[str]:
         tags = self._invalid_tags.get(organization_id)
