@@ -23,7 +23,7 @@ help:
 	@echo "make system-deps   apt-get install PostgreSQL server + mosquitto if missing"
 	@echo "make run           migrate the database, then serve (TELEMETRA_HOST/TELEMETRA_PORT)"
 	@echo "make test          run the test suite (PYTEST_ARGS='...' to pass options)"
-	@echo "make bench         run benchmarks (bench/ingest.py, bench/queries.py)"
+	@echo "make bench         run benchmarks (bench/ingest.py, bench/queries.py, bench/mqtt.py)"
 	@echo "make lock          regenerate constraints.txt from a fresh venv"
 	@echo "make clean         remove $(VENV) and caches"
 
@@ -98,6 +98,7 @@ bench: install-test
 		     apt-get install -y --no-install-recommends wrk; }; }
 	$(VENV_PY) bench/ingest.py
 	$(VENV_PY) bench/queries.py
+	$(VENV_PY) bench/mqtt.py
 
 # Resolve the direct pins in pyproject.toml (+ [test]) afresh, without the old
 # lock, in a throwaway venv, and freeze the result.
