@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 from telemetra.auth.dependencies import AuthDevice, DeviceOrMember, Member, Principal
 from telemetra.commands import service
 from telemetra.commands.schemas import Command, CommandCreate, CommandReport, CommandStatus
-from telemetra.kit.db import ConnDep, TransactionalRoute, after_commit
+from telemetra.kit.db import ConnDep, TransactionalRoute, after_commit, writes
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 
@@ -58,6 +58,7 @@ async def create_command(device_id: int, body: CommandCreate, conn: ConnDep, use
                         "poll counts as contact from the device.\n\n"
                         "With a user's token: every command of the device, newest first, "
                         "optionally only those with one `status`.")
+@writes
 async def list_commands(device_id: int, conn: ConnDep, principal: Principal,
                         params: PageDep,
                         status: Annotated[CommandStatus | None, Query(

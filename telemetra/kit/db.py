@@ -68,12 +68,21 @@ class TransactionalRoute(APIRoute):
         return route_handler
 
 
+def writes(endpoint: Callable) -> Callable:
+    """Mark an endpoint answering a safe method that may still write (a device's poll marks
+    its commands delivered), so that on SQLite its transaction takes the write lock up front
+    instead of failing to upgrade a read when another write commits meanwhile."""
+    endpoint.telemetra_writes = True
+    return endpoint
+
+
 async def get_conn(request: Request) -> AsyncConnection:
     state = request.state._state
     conn = state.get("db_conn")
     if conn is None:
-        conn = await open_transaction(request.app.state.engine,
-                                      write=request.method not in _SAFE_METHODS)
+        write = (request.method not in _SAFE_METHODS
+                 or getattr(request.scope.get("endpoint"), "telemetra_writes", False))
+        conn = await open_transaction(request.app.state.engine, write=write)
         state["db_conn"] = conn
     return conn
 

@@ -43,8 +43,10 @@ class Operation:
 
 
 class BrokerAccounts:
-    def __init__(self, engine: AsyncEngine, topics: Topics, publish, connected) -> None:
+    def __init__(self, engine: AsyncEngine, topics: Topics, publish, connected,
+                 own_username: str | None) -> None:
         self.engine = engine
+        self.own_username = own_username
         self.topics = topics
         self._publish = publish
         self._connected = connected  # () -> bool
@@ -163,7 +165,24 @@ class BrokerAccounts:
                                  {"command": "deleteRole",
                                   "rolename": self._role(operation.device_id)}])
 
+    async def _grant_platform(self) -> None:
+        """The admin role ``mosquitto_ctrl dynsec init`` creates may manage the broker but not
+        publish on ordinary topics: give the platform's own roles the right to publish under
+        its prefix (commands to devices, notices to the other platform processes)."""
+        if self.own_username is None:
+            return
+        [response] = await self._command([{"command": "getClient",
+                                           "username": self.own_username}])
+        roles = [role.get("rolename") for role in
+                 response.get("data", {}).get("client", {}).get("roles", [])]
+        grants = [{"command": "addRoleACL", "rolename": role, "acltype": "publishClientSend",
+                   "topic": f"{self.topics.prefix}/#", "priority": 0, "allow": True}
+                  for role in roles if role]
+        if grants:
+            await self._command(grants)
+
     async def _reconcile(self) -> None:
+        await self._grant_platform()
         [response] = await self._command([{"command": "listClients", "verbose": True,
                                            "count": -1, "offset": 0}])
         clients = {c["username"]: c for c in response.get("data", {}).get("clients", [])

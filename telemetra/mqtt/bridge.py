@@ -69,7 +69,8 @@ class MqttBridge:
                                  current=self.link.current, republish=self.republish_pending,
                                  device_changed=self._device_status_changed)
         self.accounts = (BrokerAccounts(engine, self.topics, self.link.publish,
-                                        lambda: self.link.connected)
+                                        lambda: self.link.connected,
+                                        self.link.address.username)
                          if self.auth is MqttAuth.dynsec else None)
         self._ingestor = ingestor
         self._tasks: set[asyncio.Task] = set()

@@ -69,3 +69,27 @@ def test_a_device_that_was_offline_gets_its_queued_commands_when_it_comes_back(
         device.next_message(timeout=1)
     assert expired["id"] not in received and cancelled["id"] not in received
     device.close()
+
+
+def test_with_dynsec_the_device_gets_its_commands_and_reports_back(dynsec_platform: Platform,
+                                                                    dynsec_broker):
+    platform = dynsec_platform
+    created = platform.api.device(platform.root)
+    device_id = created["id"]
+    device = eventually(lambda: (d := Device(dynsec_broker, username=str(device_id),
+                                             password=created["api_key"])).connected and d)
+    device.subscribe(platform.topic(device_id, "commands"))
+    command = eventually(lambda: (c := _command(platform, device_id)) and _wait_message(device)
+                         and c, timeout=15, interval=0.5)
+    result_topic = platform.topic(device_id, f"commands/{command['id']}/result")
+    device.publish(result_topic, {"status": "succeeded"})
+    eventually(lambda: _get(platform, device_id, command["id"])["status"] == "succeeded")
+    device.close()
+
+
+def _wait_message(device: Device) -> bool:
+    try:
+        device.next_message(timeout=1)
+        return True
+    except queue.Empty:
+        return False
