@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# The suite runs in this many processes (pytest-xdist), a test file per process at a time.
+PYTEST_WORKERS ?= 2
 # Debian packages needed by the test suite (override for other releases,
 # e.g. `make system-deps PG_DEB=postgresql-17`).
 PG_DEB ?= postgresql-15
@@ -87,7 +89,7 @@ run: install
 	$(VENV)/bin/telemetra serve
 
 test: system-deps install-test
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install-test
 	@command -v wrk >/dev/null 2>&1 || { \

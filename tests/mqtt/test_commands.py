@@ -93,3 +93,14 @@ def _wait_message(device: Device) -> bool:
         return True
     except queue.Empty:
         return False
+
+
+def test_any_message_from_a_device_that_was_offline_brings_its_queued_commands(
+        platform: Platform, broker):
+    device_id = platform.api.device(platform.root)["id"]
+    command = _command(platform, device_id, name="sync-clock")  # nobody listening yet
+    device = Device(broker)
+    device.subscribe(platform.topic(device_id, "commands"))
+    device.publish(platform.topic(device_id, "readings"), {"temperature": 20})
+    assert json.loads(device.next_message(timeout=5)[1])["id"] == command["id"]
+    device.close()

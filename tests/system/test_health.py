@@ -13,7 +13,7 @@ def test_health_reports_database_up(api):
     response = api.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "up", "mqtt": "disabled",
-                               "version": __version__}
+                               "mqtt_auth": None, "version": __version__}
 
 
 def test_health_is_503_when_the_database_is_unreachable(api, client, backend):
