@@ -96,6 +96,10 @@ def parse_json(raw: bytes) -> Any:
 
 
 def _number(value: Any) -> float:
+    if type(value) is float:  # the common case first
+        if value - value != 0.0:  # NaN or an infinity (only the json fallback makes them)
+            raise _Reject("non-finite value")
+        return value
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, (int, float)):
@@ -200,9 +204,14 @@ def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
         for key in values:
             out.reject(reject.reason, key)
         return
-    for key, value in values.items():
-        out.add(lambda k=key, v=value: Reading(_key(k), _number(v), when, None, tag_list, meta),
-                key)
+    readings = out.readings
+    for key, value in values.items():  # the hot loop: no closure per value
+        try:
+            readings.append(Reading(_key(key), _number(value), when, None, tag_list, meta))
+        except _Reject as reject:
+            out.reject(reject.reason, key)
+            continue
+        out.index += 1
 
 
 def _single(item: dict) -> Reading:

@@ -10,7 +10,7 @@ from telemetra.db.engine import create_engine
 from telemetra.db.tables import devices, organizations, sensors
 from telemetra.kit.errors import Unavailable
 from telemetra.readings.partitions import Partitions
-from telemetra.readings.writer import Writer
+from telemetra.readings.writer import COPY_MIN_ROWS, Writer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,6 +45,38 @@ def test_concurrent_writes_share_batches_and_get_their_own_counts(database_url):
             again = await asyncio.gather(writer.write(rows(sensor, 0, 15)),
                                          writer.write(rows(sensor, 500, 5)))
             assert again == [0, 5]  # the first were all duplicates
+        finally:
+            await writer.stop()
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_large_batches_keep_counts_duplicates_tags_and_latest_values(database_url):
+    """Batches past COPY_MIN_ROWS take PostgreSQL's COPY path: same results as small ones."""
+    async def run():
+        engine = create_engine(database_url)
+        writer = Writer(engine, Partitions(engine))
+        await writer.start()
+        try:
+            sensor = await _sensor(engine)
+            big = COPY_MIN_ROWS * 3
+            tagged = [(s, ts, v, f, ["suspect"] if i % 2 else None, {"n": i} if i % 3 else None)
+                      for i, (s, ts, v, f, _, _) in enumerate(rows(sensor, 0, big))]
+            assert await writer.write(tagged) == big
+            # Half old, half new, in two concurrent requests: each gets its own new count.
+            results = await asyncio.gather(writer.write(rows(sensor, big // 2, big)),
+                                           writer.write(rows(sensor, 5 * big, big)))
+            assert results == [big // 2, big]
+            async with engine.connect() as conn:
+                count = await conn.scalar(text("SELECT count(*) FROM readings"))
+                tags = await conn.scalar(text(
+                    "SELECT count(*) FROM readings WHERE tags IS NOT NULL"))
+                last = (await conn.execute(text(
+                    "SELECT last_value FROM sensors WHERE id = :id"), {"id": sensor})).scalar()
+            assert count == big + big // 2 + big
+            assert tags == big // 2
+            assert last == float(big - 1)  # the newest reading's value (rows(5 * big, big))
         finally:
             await writer.stop()
             await engine.dispose()
