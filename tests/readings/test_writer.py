@@ -1,6 +1,7 @@
 """The group-commit writer: batches, per-request counts, and back-pressure on a full queue."""
 
 import asyncio
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,6 +27,18 @@ async def _sensor(engine) -> int:
             organization_id=org, device_id=device, key="t").returning(sensors.c.id))
 
 
+@asynccontextmanager
+async def running_writer(database_url: str):
+    engine = create_engine(database_url)
+    writer = Writer(engine, Partitions(engine))
+    await writer.start()
+    try:
+        yield engine, writer
+    finally:
+        await writer.stop()
+        await engine.dispose()
+
+
 def rows(sensor_id: int, start: int, n: int):
     return [(sensor_id, T0 + timedelta(seconds=start + i), float(i), 0, None, None)
             for i in range(n)]
@@ -33,10 +46,7 @@ def rows(sensor_id: int, start: int, n: int):
 
 def test_concurrent_writes_share_batches_and_get_their_own_counts(database_url):
     async def run():
-        engine = create_engine(database_url)
-        writer = Writer(engine, Partitions(engine))
-        await writer.start()
-        try:
+        async with running_writer(database_url) as (engine, writer):
             sensor = await _sensor(engine)
             results = await asyncio.gather(*[writer.write(rows(sensor, 10 * i, 10))
                                              for i in range(20)])
@@ -45,9 +55,6 @@ def test_concurrent_writes_share_batches_and_get_their_own_counts(database_url):
             again = await asyncio.gather(writer.write(rows(sensor, 0, 15)),
                                          writer.write(rows(sensor, 500, 5)))
             assert again == [0, 5]  # the first were all duplicates
-        finally:
-            await writer.stop()
-            await engine.dispose()
 
     asyncio.run(run())
 
@@ -55,10 +62,7 @@ def test_concurrent_writes_share_batches_and_get_their_own_counts(database_url):
 def test_large_batches_keep_counts_duplicates_tags_and_latest_values(database_url):
     """Batches past COPY_MIN_ROWS take PostgreSQL's COPY path: same results as small ones."""
     async def run():
-        engine = create_engine(database_url)
-        writer = Writer(engine, Partitions(engine))
-        await writer.start()
-        try:
+        async with running_writer(database_url) as (engine, writer):
             sensor = await _sensor(engine)
             big = COPY_MIN_ROWS * 3
             tagged = [(s, ts, v, f, ["suspect"] if i % 2 else None, {"n": i} if i % 3 else None)
@@ -77,9 +81,6 @@ def test_large_batches_keep_counts_duplicates_tags_and_latest_values(database_ur
             assert count == big + big // 2 + big
             assert tags == big // 2
             assert last == float(big - 1)  # the newest reading's value (rows(5 * big, big))
-        finally:
-            await writer.stop()
-            await engine.dispose()
 
     asyncio.run(run())
 
