@@ -30,6 +30,7 @@ from telemetra.mqtt.bridge import MqttBridge
 from telemetra.orgs.endpoints import router as orgs_router
 from telemetra.readings.endpoints import ingest_router
 from telemetra.readings.endpoints import router as readings_router
+from telemetra.readings.fastpath import DeviceIngestFastPath
 from telemetra.readings.ingest import Ingestor
 from telemetra.readings.partitions import Partitions, months_around
 from telemetra.readings.retention import apply_retention
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for feature in FEATURE_ROUTERS:
         app.include_router(feature, prefix=API_PREFIX)
     install_problem_openapi(app)
+    app.add_middleware(DeviceIngestFastPath, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
