@@ -1,6 +1,7 @@
 """The group-commit writer: batches, per-request counts, and back-pressure on a full queue."""
 
 import asyncio
+import shutil
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -81,6 +82,26 @@ def test_large_batches_keep_counts_duplicates_tags_and_latest_values(database_ur
             assert count == big + big // 2 + big
             assert tags == big // 2
             assert last == float(big - 1)  # the newest reading's value (rows(5 * big, big))
+
+    asyncio.run(run())
+
+
+def test_writers_of_two_processes_take_turns_on_one_sqlite_file(tmp_path, sqlite_template):
+    """Two writers on one file (as two worker processes have) take turns through a file
+    lock: every write lands once, none fails on the busy database."""
+    path = tmp_path / "shared.db"
+    shutil.copy(sqlite_template, path)
+
+    async def run():
+        async with running_writer(f"sqlite:///{path}") as (engine, first), \
+                running_writer(f"sqlite:///{path}") as (_, second):
+            sensor = await _sensor(engine)
+            results = await asyncio.gather(*[
+                (first if i % 2 else second).write(rows(sensor, 10 * i, 10)) for i in range(60)])
+            assert results == [10] * 60
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SELECT count(*) FROM readings")) == 600
+        assert (tmp_path / "shared.db.writer-lock").exists()
 
     asyncio.run(run())
 
