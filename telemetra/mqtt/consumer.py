@@ -219,7 +219,7 @@ class Consumer:
                 if not _transient(exc):
                     log.exception("MQTT message on %s failed; acknowledged and dropped",
                                   message.topic)
-                    self._count_rejection(message, "internal error")
+                    self._count_rejection("internal error")
                     break
                 if not self._current(message):
                     return  # the connection it came on is gone: the broker redelivers it
@@ -231,8 +231,6 @@ class Consumer:
         self._done(message)
 
     async def _route(self, message: Inbound) -> None:
-        if message.topic == self.topics.connectors_changed:
-            return  # handled by the bridge before it reaches here
         if len(message.payload) > self.max_payload_bytes:
             raise Rejected(f"payload too large ({len(message.payload)} bytes, "
                            f"limit {self.max_payload_bytes})")
@@ -362,8 +360,7 @@ class Consumer:
         finally:
             await conn.close()
 
-    def _count_rejection(self, message: Inbound, reason: str,
-                         device_id: int | None = None) -> None:
+    def _count_rejection(self, reason: str, device_id: int | None = None) -> None:
         self.counters.rejected[reason] += 1
         if device_id is not None:
             self.counters.rejected_by_device[device_id] += 1
@@ -372,7 +369,7 @@ class Consumer:
         uplink = self.topics.parse(message.topic)
         device_id = uplink.device_id if uplink is not None else None
         log.warning("MQTT message on %s rejected: %s", message.topic, reason)
-        self._count_rejection(message, _reason_kind(reason), device_id)
+        self._count_rejection(_reason_kind(reason), device_id)
         if device_id is None or reason.startswith("unknown device"):
             return
         try:
