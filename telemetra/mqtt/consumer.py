@@ -10,9 +10,7 @@ acknowledged; the broker stops sending once Receive Maximum messages await an ac
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from pydantic import TypeAdapter, ValidationError
@@ -27,9 +25,19 @@ from telemetra.kit.db import open_transaction
 from telemetra.kit.errors import Conflict, Invalid, NotFound, TelemetraError, Unavailable
 from telemetra.kit.timeutil import utcnow
 from telemetra.mqtt.link import Inbound
+from telemetra.mqtt.messages import (
+    Counters,
+    Rejected,
+    TopicConnector,
+    decode,
+    first_error,
+    json_body,
+    matches,
+    reason_kind,
+)
 from telemetra.mqtt.presence import Presence
 from telemetra.mqtt.topics import Topics, Uplink
-from telemetra.readings.decode import decode_body, parse_json
+from telemetra.readings.decode import decode_body
 from telemetra.readings.ingest import DeviceInfo, Ingestor
 
 log = logging.getLogger("telemetra.mqtt")
@@ -38,48 +46,6 @@ RETRY_MIN_SECONDS = 0.05
 RETRY_MAX_SECONDS = 2.0
 TOO_OLD_TAG = "too old"
 _LOGS = TypeAdapter(LogCreate | list[LogCreate])
-
-
-class Rejected(Exception):
-    """A message that cannot be used: logged, counted, acknowledged."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
-@dataclass(frozen=True, slots=True)
-class TopicConnector:
-    """An ``mqtt_topic`` connector: messages on ``topic`` are readings of ``device_id``."""
-
-    id: int
-    device_id: int
-    topic: str
-    key: str | None
-    format: str
-    byte_order: str
-    max_age_seconds: int | None
-
-
-@dataclass
-class Counters:
-    received: int = 0
-    handled: int = 0
-    readings_accepted: int = 0
-    readings_duplicate: int = 0
-    readings_rejected: int = 0
-    retries: int = 0
-    rejected: Counter = field(default_factory=Counter)           # reason -> messages
-    rejected_by_device: Counter = field(default_factory=Counter)  # device id -> messages
-
-    def as_dict(self) -> dict:
-        return {"received": self.received, "handled": self.handled,
-                "readings_accepted": self.readings_accepted,
-                "readings_duplicate": self.readings_duplicate,
-                "readings_rejected": self.readings_rejected, "retries": self.retries,
-                "rejected_messages": sum(self.rejected.values()),
-                "rejected_by_reason": dict(self.rejected),
-                "rejected_by_device": {str(k): v for k, v in self.rejected_by_device.items()}}
 
 
 def _transient(exc: BaseException) -> bool:
@@ -146,7 +112,7 @@ class Consumer:
         for message, device_id in batch:
             try:
                 device = await self._device(device_id)
-                decoded, rejected = _decode(_json(message.payload))
+                decoded, rejected = decode(json_body(message.payload))
                 if rejected:
                     self._note_rejected_readings(device_id, rejected)
                 rows = await self.ingestor.rows(device.target, decoded, now)
@@ -238,7 +204,7 @@ class Consumer:
         if uplink is not None:
             await self._uplink(uplink, message.payload)
             return
-        matched = [c for c in self.connectors if _matches(c.topic, message.topic)]
+        matched = [c for c in self.connectors if matches(c.topic, message.topic)]
         if not matched:
             raise Rejected("not a platform topic")
         for connector in matched:
@@ -255,7 +221,7 @@ class Consumer:
     async def _uplink(self, uplink: Uplink, payload: bytes) -> None:
         device = await self._device(uplink.device_id)
         if uplink.kind == "readings":
-            await self._store(device, _json(payload))
+            await self._store(device, json_body(payload))
         elif uplink.kind == "heartbeat":
             await self._heartbeat(device, payload)
         elif uplink.kind == "logs":
@@ -289,7 +255,7 @@ class Consumer:
 
     async def _connector_readings(self, connector: TopicConnector, payload: bytes) -> None:
         device = await self._device(connector.device_id)
-        await self._store(device, _json(payload), value_key=connector.key or "value",
+        await self._store(device, json_body(payload), value_key=connector.key or "value",
                           byte_order=connector.byte_order, expect=connector.format,
                           max_age_seconds=connector.max_age_seconds)
         self.presence.mark(connector.device_id)
@@ -303,9 +269,9 @@ class Consumer:
         body = None
         if payload.strip():
             try:
-                body = Heartbeat.model_validate(_json(payload))
+                body = Heartbeat.model_validate(json_body(payload))
             except ValidationError as exc:
-                raise Rejected(f"invalid heartbeat: {_first_error(exc)}") from None
+                raise Rejected(f"invalid heartbeat: {first_error(exc)}") from None
         await self._in_transaction(devices.heartbeat, self._principal(device),
                                    device.target.device_id, body)
         if body is not None and body.status is not None:
@@ -313,9 +279,9 @@ class Consumer:
 
     async def _logs(self, device: DeviceInfo, payload: bytes) -> None:
         try:
-            entries = _LOGS.validate_python(_json(payload))
+            entries = _LOGS.validate_python(json_body(payload))
         except ValidationError as exc:
-            raise Rejected(f"invalid log lines: {_first_error(exc)}") from None
+            raise Rejected(f"invalid log lines: {first_error(exc)}") from None
         entries = entries if isinstance(entries, list) else [entries]
         await self._in_transaction(devices.add_logs, self._principal(device),
                                    device.target.device_id, entries)
@@ -323,7 +289,7 @@ class Consumer:
     async def _status(self, device: DeviceInfo, payload: bytes) -> None:
         text = payload.decode("utf-8", "replace").strip().strip('"').lower()
         if text.startswith("{"):
-            body = _json(payload)
+            body = json_body(payload)
             state = body.get("status", body.get("online")) if isinstance(body, dict) else None
             text = {True: "online", False: "offline"}.get(state, str(state).lower())
         if text == "offline":
@@ -335,7 +301,7 @@ class Consumer:
             raise Rejected("status must be online or offline")
 
     async def _result(self, device: DeviceInfo, command_id: int, payload: bytes) -> None:
-        body = _json(payload)
+        body = json_body(payload)
         if not isinstance(body, dict) or body.get("status") not in (
                 "delivered", "succeeded", "failed"):
             raise Rejected("a command result is {\"status\": delivered, succeeded or failed, "
@@ -369,7 +335,7 @@ class Consumer:
         uplink = self.topics.parse(message.topic)
         device_id = uplink.device_id if uplink is not None else None
         log.warning("MQTT message on %s rejected: %s", message.topic, reason)
-        self._count_rejection(_reason_kind(reason), device_id)
+        self._count_rejection(reason_kind(reason), device_id)
         if device_id is None or reason.startswith("unknown device"):
             return
         try:
@@ -387,46 +353,3 @@ class Consumer:
 async def _touch(conn, device: DeviceInfo) -> None:
     await devices.touch(conn, await devices.get_device(conn, device.target.organization_id,
                                                        device.target.device_id))
-
-
-def _decode(body) -> tuple[list, list]:
-    try:
-        return decode_body(body)
-    except Invalid as invalid:
-        raise Rejected(f"unknown format: {invalid.detail}") from None
-
-
-def _json(payload: bytes):
-    try:
-        return parse_json(payload)
-    except Invalid:
-        raise Rejected("invalid JSON") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {error['msg']}" if where else error["msg"]
-
-
-def _reason_kind(reason: str) -> str:
-    """The counter a reason goes to: its words before any detail."""
-    for kind in ("payload too large", "invalid JSON", "unknown format", "unknown device",
-                 "not a platform topic", "invalid heartbeat", "invalid log lines"):
-        if reason.startswith(kind):
-            return kind
-    if reason.startswith("device ") and reason.endswith("inactive"):
-        return "inactive device"
-    return reason if len(reason) <= 60 else "other"
-
-
-def _matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic filter matching (``+`` one level, ``#`` the rest)."""
-    filter_parts = topic_filter.split("/")
-    topic_parts = topic.split("/")
-    for index, part in enumerate(filter_parts):
-        if part == "#":
-            return True
-        if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
-            return False
-    return len(filter_parts) == len(topic_parts)
