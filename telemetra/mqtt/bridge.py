@@ -209,8 +209,6 @@ class MqttBridge:
             await asyncio.sleep(PRESENCE_FLUSH_SECONDS)
             try:
                 await self.presence.flush()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 log.warning("presence not written (%s); next try in %ss", type(exc).__name__,
                             PRESENCE_FLUSH_SECONDS)

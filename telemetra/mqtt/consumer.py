@@ -55,6 +55,10 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+class _ConnectionGone(Exception):
+    """The messages' connection is gone: they are not acknowledged, the broker redelivers."""
+
+
 class Consumer:
     def __init__(self, engine: AsyncEngine, ingestor: Ingestor, topics: Topics,
                  presence: Presence, *, max_payload_bytes: int,
@@ -120,37 +124,44 @@ class Consumer:
                 await self._reject(message, rejected.reason)
                 self._done(message)
                 continue
-            except asyncio.CancelledError:
-                raise
             except Exception:  # storage trouble while resolving sensors, or a bug
                 self._spawn(self._process(message))
                 continue
             prepared.append((message, device_id, rows))
         rows = [row for _, _, message_rows in prepared for row in message_rows]
-        delay = RETRY_MIN_SECONDS
-        while rows:
+        inserted = 0
+        if rows:
             try:
-                inserted = await self.ingestor.writer.write(rows)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not _transient(exc):
-                    for message, _, _ in prepared:
-                        self._spawn(self._process(message))
-                    return
-                if not any(self._current(message) for message, _, _ in prepared):
-                    return  # the connection is gone: the broker redelivers them
-                self.counters.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-        else:
-            inserted = 0
+                inserted = await self._retrying([m for m, _, _ in prepared],
+                                                lambda: self.ingestor.writer.write(rows))
+            except _ConnectionGone:
+                return
+            except Exception:
+                for message, _, _ in prepared:
+                    self._spawn(self._process(message))
+                return
         self.counters.readings_accepted += inserted
         self.counters.readings_duplicate += len(rows) - inserted
         for message, device_id, _ in prepared:
             self.presence.mark(device_id)
             self._done(message)
+
+    async def _retrying(self, messages: list[Inbound], attempt):
+        """``attempt()`` until it succeeds or fails for good; storage trouble is retried with
+        back-off, unacknowledged, for as long as the messages' connection is up."""
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                if not any(self._current(message) for message in messages):
+                    raise _ConnectionGone() from None
+                self.counters.retries += 1
+                log.debug("MQTT messages wait for storage (%s)", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     def _done(self, message: Inbound) -> None:
         self.counters.handled += 1
@@ -171,29 +182,15 @@ class Consumer:
             task.cancel()
 
     async def _process(self, message: Inbound) -> None:
-        delay = RETRY_MIN_SECONDS
-        while True:
-            try:
-                await self._route(message)
-                break
-            except Rejected as rejected:
-                await self._reject(message, rejected.reason)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not _transient(exc):
-                    log.exception("MQTT message on %s failed; acknowledged and dropped",
-                                  message.topic)
-                    self._count_rejection("internal error")
-                    break
-                if not self._current(message):
-                    return  # the connection it came on is gone: the broker redelivers it
-                self.counters.retries += 1
-                log.debug("MQTT message on %s waits for storage (%s)", message.topic,
-                          type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+        try:
+            await self._retrying([message], lambda: self._route(message))
+        except _ConnectionGone:
+            return
+        except Rejected as rejected:
+            await self._reject(message, rejected.reason)
+        except Exception:
+            log.exception("MQTT message on %s failed; acknowledged and dropped", message.topic)
+            self._count_rejection("internal error")
         self._done(message)
 
     async def _route(self, message: Inbound) -> None:
