@@ -1,12 +1,12 @@
 """The ASGI application: ``create_app(settings)`` builds it, the lifespan wires storage."""
 
+import gc
 import logging
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.engine import make_url
 
 from telemetra import __version__
 from telemetra.admin.endpoints import router as admin_router
@@ -96,6 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        lambda: expire_commands(engine))
             if mqtt is not None:
                 await mqtt.start()
+            # What start-up made lives as long as the process: out of the collector's sight.
+            # Measured on a 1,000-reading body, full collections walking it made decoding
+            # half again as slow.
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:
@@ -119,10 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for feature in FEATURE_ROUTERS:
         app.include_router(feature, prefix=API_PREFIX)
     install_problem_openapi(app)
-    if make_url(settings.database_url).get_backend_name() == "postgresql":
-        # Measured on SQLite with two workers, the fast path made the processes' writers meet
-        # at the file's write lock more often: fewer requests/s, not more.
-        app.add_middleware(DeviceIngestFastPath, prefix=API_PREFIX)
+    app.add_middleware(DeviceIngestFastPath, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_credentials=True, allow_methods=["*"], allow_headers=["*"])

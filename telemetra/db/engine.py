@@ -20,8 +20,9 @@ def async_url(database_url: str) -> URL:
     return url.set(drivername=_ASYNC_DRIVERS[backend])
 
 
-def _sqlite_connect(dbapi_connection, _record) -> None:
-    # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin) instead of pysqlite's implicit one.
+def configure_sqlite(dbapi_connection, _record=None) -> None:
+    """Every SQLite connection of Telemetra's, the engine's and the readings writer's own."""
+    # BEGIN is explicit (see _sqlite_begin) instead of pysqlite's implicit one.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -44,7 +45,7 @@ def create_engine(database_url: str, **kwargs) -> AsyncEngine:
     url = async_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "connect", configure_sqlite)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)

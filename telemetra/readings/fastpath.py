@@ -6,8 +6,7 @@ Only the plain case is taken here: ``POST /api/v1/readings`` or
 already verified, a body within the limit that decodes. Everything else, and any failure
 before the write, goes on to the normal route with the body replayed, so every answer but
 the fast one (401, 403, 404, 413, 422, 503 while the database is down...) comes from one
-place. The routes themselves stay, and document the endpoints in OpenAPI. Installed on
-PostgreSQL only (see ``telemetra.app``).
+place. The routes themselves stay, and document the endpoints in OpenAPI.
 """
 
 import re

@@ -19,9 +19,10 @@ from telemetra.kit.db import open_transaction
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs import service as orgs
 from telemetra.readings import sensortypes
+from telemetra.readings.batches import Row
 from telemetra.readings.decode import Reading, Rejection, decode_body
 from telemetra.readings.flags import is_valid_reading, pack
-from telemetra.readings.writer import Row, Writer
+from telemetra.readings.writer import Writer
 
 CACHE_SECONDS = 30.0
 

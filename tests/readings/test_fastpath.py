@@ -1,7 +1,6 @@
 """A device posting with a key this process has verified skips FastAPI's routing; every
 answer must still be the one the route gives. Each case warms the key first (a request the
-normal route answers), then checks the answer the fast path gives, or the fallback. (On
-SQLite, where the fast path is not installed, the same answers come from the route.)"""
+normal route answers), then checks the answer the fast path gives, or the fallback."""
 
 import pytest
 

@@ -2,27 +2,30 @@
 
 import asyncio
 import shutil
+import sqlite3
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
 from telemetra.db.engine import create_engine
 from telemetra.db.tables import devices, organizations, sensors
-from telemetra.kit.errors import Unavailable
+from telemetra.kit.errors import Invalid, Unavailable
 from telemetra.readings.partitions import Partitions
-from telemetra.readings.writer import COPY_MIN_ROWS, Writer
+from telemetra.readings.pgwrite import COPY_MIN_ROWS
+from telemetra.readings.sqlitewrite import SqliteBatches
+from telemetra.readings.writer import Writer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-async def _sensor(engine) -> int:
+async def _sensor(engine, prefix: str = "tdk_writer1") -> int:
     async with engine.begin() as conn:
-        org = await conn.scalar(insert(organizations).values(name="w", invalid_tags=[])
+        org = await conn.scalar(insert(organizations).values(name=prefix, invalid_tags=[])
                                 .returning(organizations.c.id))
         device = await conn.scalar(insert(devices).values(
-            organization_id=org, name="d", api_key_prefix="tdk_writer1", api_key_hash="x")
+            organization_id=org, name="d", api_key_prefix=prefix, api_key_hash="x")
             .returning(devices.c.id))
         return await conn.scalar(insert(sensors).values(
             organization_id=org, device_id=device, key="t").returning(sensors.c.id))
@@ -56,6 +59,90 @@ def test_concurrent_writes_share_batches_and_get_their_own_counts(database_url):
             again = await asyncio.gather(writer.write(rows(sensor, 0, 15)),
                                          writer.write(rows(sensor, 500, 5)))
             assert again == [0, 5]  # the first were all duplicates
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("size", [1, COPY_MIN_ROWS])
+def test_a_key_repeated_within_one_request_counts_as_new_once(database_url, size):
+    # An MQTT batch joins several messages into one request: a message delivered three times
+    # is one new reading and two duplicates, at either batch size.
+    async def run():
+        async with running_writer(database_url) as (engine, writer):
+            sensor = await _sensor(engine)
+            request = rows(sensor, 0, size) + rows(sensor, 0, 1) * 2
+            assert await writer.write(request) == size
+            assert await writer.write(request) == 0
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SELECT count(*) FROM readings")) == size
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("size", [1, COPY_MIN_ROWS])
+def test_a_request_whose_sensor_was_deleted_fails_alone(database_url, size):
+    """A sensor deleted while its readings wait in the queue: that request is refused (422),
+    the others of its batch are stored."""
+    async def run():
+        async with running_writer(database_url) as (engine, writer):
+            sensor = await _sensor(engine)
+            results = await asyncio.gather(
+                writer.write(rows(sensor, 0, size)), writer.write(rows(sensor + 999, 0, size)),
+                writer.write(rows(sensor, size, size)), return_exceptions=True)
+            assert results[0] == results[2] == size
+            assert isinstance(results[1], Invalid) and "deleted" in results[1].detail
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SELECT count(*) FROM readings")) == 2 * size
+
+    asyncio.run(run())
+
+
+async def _readings_per_sensor(engine) -> dict[int, int]:
+    async with engine.connect() as conn:
+        return dict((await conn.execute(text(
+            "SELECT sensor_id, count(*) FROM readings GROUP BY sensor_id"))).all())
+
+
+@pytest.mark.parametrize("deleted", ["sensors", "devices", "organizations"])
+def test_deleting_sensors_however_they_go_deletes_their_readings(database_url, deleted):
+    """On PostgreSQL a trigger does it (no foreign key there), on SQLite the foreign key."""
+    async def run():
+        async with running_writer(database_url) as (engine, writer):
+            sensor, other = await _sensor(engine), await _sensor(engine, "tdk_writer2")
+            await writer.write(rows(sensor, 0, COPY_MIN_ROWS))
+            await writer.write(rows(sensor, 10_000, 3))
+            await writer.write(rows(other, 0, 5))
+            async with engine.begin() as conn:
+                owner = (await conn.execute(select(sensors.c.device_id, sensors.c.organization_id)
+                                            .where(sensors.c.id == sensor))).one()
+                key = {"sensors": sensor, "devices": owner[0], "organizations": owner[1]}
+                await conn.execute(text(f"DELETE FROM {deleted} WHERE id = :id"),
+                                   {"id": key[deleted]})
+            assert await _readings_per_sensor(engine) == {other: 5}
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("size", [1, COPY_MIN_ROWS])
+def test_readings_written_while_their_sensor_is_deleted_are_refused_not_orphaned(
+        database_url, size):
+    """The writer waits for the deleting transaction, then refuses the rows: nothing of the
+    deleted sensor is left behind."""
+    async def run():
+        async with running_writer(database_url) as (engine, writer):
+            sensor = await _sensor(engine)
+            deleting = await engine.connect()
+            if engine.dialect.name == "sqlite":
+                deleting = await deleting.execution_options(sqlite_write=True)
+            await deleting.begin()
+            await deleting.execute(text("DELETE FROM sensors WHERE id = :id"), {"id": sensor})
+            pending = asyncio.create_task(writer.write(rows(sensor, 0, size)))
+            await asyncio.sleep(0.5)
+            assert not pending.done()  # waiting for the delete to end
+            await deleting.commit()
+            await deleting.close()
+            with pytest.raises(Invalid, match="deleted"):
+                await pending
+            assert await _readings_per_sensor(engine) == {}
 
     asyncio.run(run())
 
@@ -102,6 +189,41 @@ def test_writers_of_two_processes_take_turns_on_one_sqlite_file(tmp_path, sqlite
             async with engine.connect() as conn:
                 assert await conn.scalar(text("SELECT count(*) FROM readings")) == 600
         assert (tmp_path / "shared.db.writer-lock").exists()
+
+    asyncio.run(run())
+
+
+def test_a_writer_waiting_for_the_turn_gets_it_before_the_one_that_just_wrote(tmp_path):
+    """Two workers' writers on one SQLite file: the one that has just written does not take
+    the turn straight back while the other waits (measured with two busy workers, it did, and
+    the other's requests waited up to a second)."""
+    path = str(tmp_path / "shared.db")
+    sqlite3.connect(path).close()
+
+    async def run():
+        first, second = SqliteBatches(path), SqliteBatches(path)
+        order = []
+
+        async def wait_then_write():
+            await second.take_turn()
+            order.append("second")
+            await asyncio.sleep(0.05)
+            second.end_turn()
+
+        try:
+            await first.take_turn()
+            waiting = asyncio.create_task(wait_then_write())
+            await asyncio.sleep(0.2)
+            assert order == []  # the second waits while the first writes
+            first.end_turn()
+            await first.take_turn()  # at once, before the second's thread can run
+            order.append("first")
+            first.end_turn()
+            await waiting
+            assert order == ["second", "first"]
+        finally:
+            await first.close()
+            await second.close()
 
     asyncio.run(run())
 
