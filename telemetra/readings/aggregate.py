@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Integer,
     Select,
+    bindparam,
     func,
     literal,
     literal_column,
@@ -22,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from telemetra.db.direct import direct_query
 from telemetra.db.tables import readings, sensors
 from telemetra.db.types import ReadingTime
 from telemetra.kit.errors import Invalid
@@ -31,7 +33,12 @@ from telemetra.readings.buckets import (
     calendar_boundaries,
     fixed_offset_seconds,
 )
-from telemetra.readings.query import ReadingFilter, reading_clauses_for, sensor_ids_for
+from telemetra.readings.query import (
+    ReadingFilter,
+    reading_clauses_for,
+    sensor_clauses_for,
+    sensor_ids_for,
+)
 
 FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 MAX_ROWS = 100_000
@@ -74,6 +81,8 @@ def _sqlite_fixed_bucket(interval: Interval, offset: int):
     width = interval.seconds * 1_000_000
     shift = offset * 1_000_000
     micros = type_coerce(readings.c.ts, BigInteger)  # integer epoch microseconds on SQLite
+    if not shift:  # UTC and the like: two operations less per reading
+        return (micros // width) * width
     return ((micros - shift) // width) * width + shift
 
 
@@ -110,69 +119,80 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
             return []
     statement = _statement(dialect, where.shape, interval, tuple(functions), zone.key, offset,
                            per_sensor)
-    rows = (await conn.execute(statement, where.params)).mappings().all()
+    rows = await direct_query(statement, conn.dialect).fetch(conn, where.params)
     if len(rows) > MAX_ROWS:
         raise Invalid(f"more than {MAX_ROWS} buckets: narrow the range or widen the interval",
                       loc=["query", "interval"])
-    return [_row_out(row, functions, per_sensor) for row in rows]
+    return _rows_out(rows, functions, per_sensor)
 
 
 @lru_cache(maxsize=512)
 def _statement(dialect: str, shape: tuple, interval: Interval, functions: tuple[str, ...],
                zone_key: str, offset: int, per_sensor: bool) -> Select:
-    """Built once per kind of question; executed with the filter's parameters."""
+    """Built once per kind of question; executed with the filter's parameters. Columns:
+    sensor_id, device_id and key (per sensor only), bucket, then one per function."""
     zone = ZoneInfo(zone_key)
+    where = list(reading_clauses_for(shape))
     if dialect == "postgresql":
         bucket = _pg_bucket(interval, zone, offset)
     elif interval.fixed:
         bucket = _sqlite_fixed_bucket(interval, offset)
     else:
         bucket = getattr(func, _SQLITE_BUCKET_FN)(readings.c.ts)
-    where = sensor_ids_for(shape)
-    value = readings.c.value
-    inner_columns = [readings.c.sensor_id, bucket.label("bucket"), value.label("value")]
-    partition = [readings.c.sensor_id, bucket] if per_sensor else [bucket]
-    window = {"partition_by": partition, "order_by": readings.c.ts}
-    if "first" in functions:
-        inner_columns.append(func.first_value(value).over(**window).label("first_value"))
-    if "last" in functions:
-        inner_columns.append(func.last_value(value).over(**window, rows=(None, None))
-                             .label("last_value"))
-    inner = (select(*inner_columns)
-             .where(readings.c.sensor_id.in_(where), *reading_clauses_for(shape))
-             .subquery())
-    aggregates = {
-        "avg": func.avg(inner.c.value), "min": func.min(inner.c.value),
-        "max": func.max(inner.c.value), "sum": func.sum(inner.c.value),
-        "count": func.count(inner.c.value),
-        "first": func.min(inner.c.first_value) if "first" in functions else None,
-        "last": func.min(inner.c.last_value) if "last" in functions else None,
-    }
-    measures = [aggregates[name].label(name) for name in functions]
-    group_by = [inner.c.sensor_id, inner.c.bucket] if per_sensor else [inner.c.bucket]
-    # Group first, then join the few result rows to their sensors (not every reading).
-    grouped = (select(*group_by, *measures).where(inner.c.bucket.is_not(None))
-               .group_by(*group_by).subquery())
-    bucket_out = type_coerce(grouped.c.bucket, ReadingTime()).label("bucket")
-    values = [grouped.c[name] for name in functions]
-    if per_sensor:
-        query = (select(grouped.c.sensor_id, sensors.c.device_id, sensors.c.key, bucket_out,
-                        *values)
-                 .join_from(grouped, sensors, sensors.c.id == grouped.c.sensor_id)
-                 .order_by(grouped.c.sensor_id, grouped.c.bucket))
+        where.append(bucket.is_not(None))  # outside the boundaries registered for the query
+    # One sensor (sensor_id given): its readings grouped by bucket alone, labelled after.
+    one_sensor = per_sensor and shape[0]
+    if per_sensor and not one_sensor:
+        # From the sensors the filters name, each with its own index range of readings;
+        # device_id and key depend on the sensor's id, which is grouped by.
+        keys = [sensors.c.id.label("sensor_id"), sensors.c.device_id, sensors.c.key]
+        source = sensors.join(readings, readings.c.sensor_id == sensors.c.id)
+        where += sensor_clauses_for(shape)
+        group_by = [sensors.c.id, bucket]
     else:
-        query = select(bucket_out, *values).order_by(grouped.c.bucket)
-    query = query.limit(MAX_ROWS + 1)
-    return query
+        keys, source, group_by = [], readings, [bucket]
+        where.append(readings.c.sensor_id.in_(sensor_ids_for(shape)))
+    value, windows = readings.c.value, {}
+    if "first" in functions or "last" in functions:
+        # Window functions, computed per reading in a subquery that is then grouped.
+        window = {"partition_by": [readings.c.sensor_id, bucket] if keys else [bucket],
+                  "order_by": readings.c.ts}
+        if "first" in functions:
+            windows["first"] = func.first_value(value).over(**window)
+        if "last" in functions:
+            windows["last"] = func.last_value(value).over(**window, rows=(None, None))
+        inner = (select(*keys, bucket.label("bucket"), value.label("value"),
+                        *[column.label(f"{name}_value") for name, column in windows.items()])
+                 .select_from(source).where(*where).subquery())
+        keys = [inner.c[key.key] for key in keys]
+        bucket, value = inner.c.bucket, inner.c.value
+        windows = {name: inner.c[f"{name}_value"] for name in windows}
+        source, where, group_by = inner, [], [*keys, bucket]
+    aggregates = {"avg": func.avg, "min": func.min, "max": func.max, "sum": func.sum,
+                  "count": func.count}
+    measures = [(func.min(windows[name]) if name in windows else aggregates[name](value))
+                .label(name) for name in functions]
+    group_by[-1] = "bucket"  # by its label: SQLite would compute a repeated expression again
+    query = (select(*keys, type_coerce(bucket, ReadingTime()).label("bucket"), *measures)
+             .select_from(source).where(*where).group_by(*group_by))
+    if one_sensor:
+        grouped = query.subquery()
+        query = (select(sensors.c.id.label("sensor_id"), sensors.c.device_id, sensors.c.key,
+                        grouped.c.bucket, *[grouped.c[name] for name in functions])
+                 .join_from(grouped, sensors, sensors.c.id == bindparam("f_sensor")))
+    return query.order_by(*keys[:1], "bucket").limit(MAX_ROWS + 1)
 
 
-def _row_out(row, functions: list[str], per_sensor: bool) -> dict:
-    out = {"bucket": row["bucket"]}
-    if per_sensor:
-        out.update(sensor_id=row["sensor_id"], device_id=row["device_id"], key=row["key"])
-    for name in functions:
-        value = row[name]
-        out[name] = int(value) if name == "count" else (None if value is None else float(value))
+def _rows_out(rows: list, functions: list[str], per_sensor: bool) -> list[dict]:
+    start = 4 if per_sensor else 1
+    measures = [(index, name, int if name == "count" else float)
+                for index, name in enumerate(functions, start)]
+    out = []
+    for row in rows:
+        item = ({"bucket": row[3], "sensor_id": row[0], "device_id": row[1], "key": row[2]}
+                if per_sensor else {"bucket": row[0]})
+        for index, name, cast in measures:
+            value = row[index]
+            item[name] = None if value is None else cast(value)
+        out.append(item)
     return out
-
-

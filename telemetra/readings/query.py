@@ -4,10 +4,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Integer, Select, and_, bindparam, func, literal, select, tuple_
+from sqlalchemy import Integer, Select, and_, bindparam, func, literal, select, true, tuple_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from telemetra.db.direct import direct_query
 from telemetra.db.tables import devices, group_members, readings, sensors
 from telemetra.db.types import ReadingTime
 from telemetra.kit.errors import Invalid, NotFound
@@ -70,23 +71,29 @@ class ReadingFilter:
 
 
 @lru_cache(maxsize=512)
-def sensor_ids_for(shape: tuple) -> Select:
+def sensor_clauses_for(shape: tuple) -> tuple:
+    """Conditions on the sensors table: the organization's sensors the filters name."""
     sensor, device, keys, site, group = shape[:5]
-    query = select(sensors.c.id).where(sensors.c.organization_id == bindparam("f_org"))
+    clauses = [sensors.c.organization_id == bindparam("f_org")]
     if sensor:
-        query = query.where(sensors.c.id == bindparam("f_sensor"))
+        clauses.append(sensors.c.id == bindparam("f_sensor"))
     if device:
-        query = query.where(sensors.c.device_id == bindparam("f_device"))
+        clauses.append(sensors.c.device_id == bindparam("f_device"))
     if keys:
-        query = query.where(sensors.c.key.in_(bindparam("f_keys", expanding=True)))
+        clauses.append(sensors.c.key.in_(bindparam("f_keys", expanding=True)))
     if site:
-        query = query.where(sensors.c.device_id.in_(
+        clauses.append(sensors.c.device_id.in_(
             select(devices.c.id).where(devices.c.site_id == bindparam("f_site"))))
     if group:
-        query = query.where(sensors.c.device_id.in_(
+        clauses.append(sensors.c.device_id.in_(
             select(group_members.c.device_id)
             .where(group_members.c.group_id == bindparam("f_group"))))
-    return query
+    return tuple(clauses)
+
+
+@lru_cache(maxsize=512)
+def sensor_ids_for(shape: tuple) -> Select:
+    return select(sensors.c.id).where(*sensor_clauses_for(shape))
 
 
 @lru_cache(maxsize=512)
@@ -112,10 +119,16 @@ def _select_readings(shape: tuple) -> Select:
 
 
 def reading_out(row: RowMapping) -> dict:
-    return {"id": reading_id(row["sensor_id"], row["ts"]), "sensor_id": row["sensor_id"],
-            "device_id": row["device_id"], "key": row["key"], "ts": row["ts"],
-            "value": row["value"], "unit": row["unit"], "valid": F.is_valid(row["flags"]),
-            "status": F.status_of(row["flags"]), "tags": row["tags"], "meta": row["meta"]}
+    return _reading(row["sensor_id"], row["ts"], row["value"], row["flags"], row["tags"],
+                    row["meta"], row["device_id"], row["key"], row["unit"])
+
+
+def _reading(sensor_id: int, ts: datetime, value: float, flags: int, tags: list | None,
+             meta: dict | None, device_id: int, key: str, unit: str | None) -> dict:
+    """A reading as the API shows it, from the values of ``READING_COLUMNS``."""
+    return {"id": reading_id(sensor_id, ts), "sensor_id": sensor_id, "device_id": device_id,
+            "key": key, "ts": ts, "value": value, "unit": unit, "valid": F.is_valid(flags),
+            "status": F.status_of(flags), "tags": tags, "meta": meta}
 
 
 async def list_readings(conn: AsyncConnection, where: ReadingFilter, *, order: str = "desc",
@@ -143,14 +156,27 @@ async def list_readings(conn: AsyncConnection, where: ReadingFilter, *, order: s
 
 async def latest_readings(conn: AsyncConnection, where: ReadingFilter) -> list[dict]:
     """The latest reading of each sensor the filters name (one query, index lookups)."""
-    rows = (await conn.execute(_latest_statement(where.shape), where.params)).mappings().all()
-    return [reading_out(row) for row in rows]
+    statement = _latest_statement(conn.dialect.name, where.shape)
+    rows = await direct_query(statement, conn.dialect).fetch(conn, where.params)
+    return [_reading(*row) for row in rows]
 
 
 @lru_cache(maxsize=512)
-def _latest_statement(shape: tuple) -> Select:
-    inner = readings.alias("inner")
+def _latest_statement(dialect: str, shape: tuple) -> Select:
+    """PostgreSQL reads each sensor's primary key backwards to its newest reading (LATERAL
+    ... LIMIT 1, partition by partition); SQLite, without LATERAL, looks up its max(ts)."""
     include_invalid = shape[-1]
+    if dialect == "postgresql":
+        newest = (select(readings)
+                  .where(readings.c.sensor_id == sensors.c.id,
+                         *([] if include_invalid else [F.valid_clause(readings.c.flags)]))
+                  .order_by(readings.c.ts.desc()).limit(1)
+                  .lateral("newest"))
+        columns = [newest.c[column.key] if column.table is readings else column
+                   for column in READING_COLUMNS]
+        return (select(*columns).select_from(sensors.join(newest, true()))
+                .where(*sensor_clauses_for(shape)).order_by(sensors.c.id))
+    inner = readings.alias("inner")
     newest = (select(func.max(inner.c.ts))
               .where(inner.c.sensor_id == sensors.c.id,
                      *([] if include_invalid else [F.valid_clause(inner.c.flags)]))
@@ -158,7 +184,7 @@ def _latest_statement(shape: tuple) -> Select:
     return (select(*READING_COLUMNS)
             .join_from(sensors, readings, and_(readings.c.sensor_id == sensors.c.id,
                                                readings.c.ts == newest))
-            .where(sensors.c.id.in_(sensor_ids_for(shape)))
+            .where(*sensor_clauses_for(shape))
             .order_by(sensors.c.id))
 
 

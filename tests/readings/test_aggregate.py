@@ -114,6 +114,43 @@ def test_several_sensors_each_get_their_rows_and_empty_buckets_are_absent(api, r
     assert set(rows[0]) == {"sensor_id", "device_id", "key", "bucket", "sum"}
 
 
+def test_one_sensor_alone_and_invalid_readings_left_out(api, root, device):
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    body = [{"ts": (t0 + timedelta(minutes=20 * i)).isoformat(), "values": {"a": i, "b": 10 + i}}
+            for i in range(6)]
+    api.post("/readings", device_key(device["api_key"]), json=body)
+    suspect = {"readings": [{"key": "a", "value": 1000, "tags": ["suspect"],
+                             "ts": (t0 + timedelta(minutes=30)).isoformat()}]}
+    api.post("/readings", device_key(device["api_key"]), json=suspect)
+    params = {"interval": "1h", "fn": "avg,count,first,last"}
+    rows = api.get("/readings/aggregate", root, params={"device_id": device["id"], **params}
+                   ).json()["items"]
+    a = [row for row in rows if row["key"] == "a"]
+    assert [(r["bucket"][11:13], r["avg"], r["count"], r["first"], r["last"]) for r in a] == [
+        ("00", 1.0, 3, 0.0, 2.0), ("01", 4.0, 3, 3.0, 5.0)]
+    alone = api.get("/readings/aggregate", root, params={"sensor_id": a[0]["sensor_id"],
+                                                         **params}).json()["items"]
+    assert alone == a
+    with_invalid = api.get("/readings/aggregate", root, params={
+        "sensor_id": a[0]["sensor_id"], "include_invalid": True, **params}).json()["items"]
+    assert (with_invalid[0]["count"], with_invalid[0]["avg"], with_invalid[0]["last"]) == (
+        4, 250.75, 2.0)
+
+
+def test_aggregates_of_another_organization_are_empty(two_tenants):
+    t = two_tenants
+    api, root, other, site, device = t["api"], t["root"], t["other"], t["site"], t["device"]
+    mine = api.get("/readings/aggregate", root, params={
+        "device_id": device["id"], "interval": "1h"}).json()["items"]
+    assert [row["avg"] for row in mine] == [1.0]
+    for params in ({"device_id": device["id"]}, {"site_id": site["id"]},
+                   {"sensor_id": mine[0]["sensor_id"]}):
+        for interval in ("1h", "1d"):
+            response = api.get("/readings/aggregate", other,
+                               params={**params, "interval": interval})
+            assert response.status_code == 200 and response.json()["items"] == []
+
+
 @pytest.mark.parametrize("params, field", [
     ({"interval": "1y"}, "interval"), ({"interval": "0h"}, "interval"),
     ({"interval": "48h"}, "interval"), ({"interval": "1h", "fn": "median"}, "fn"),

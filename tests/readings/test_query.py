@@ -94,6 +94,32 @@ def test_latest_per_sensor(api, root, loaded):
     assert api.get("/readings/latest", root).status_code == 422
 
 
+def test_latest_leaves_invalid_readings_out_unless_asked(api, root, loaded):
+    a = loaded["a"]
+    newer = {"readings": [{"key": "t", "value": 50.0, "tags": ["suspect"], "ts": T + 600}]}
+    assert api.post("/readings", device_key(a["api_key"]), json=newer).status_code == 202
+    latest = api.get("/readings/latest", root, params={"device_id": a["id"]}).json()["items"]
+    assert sorted((r["key"], r["value"], r["valid"]) for r in latest) == [
+        ("h", 109.0, True), ("t", 9.0, True)]
+    newest_first = get(api, root, device_id=a["id"], limit=2)["items"]  # ts, then sensor desc
+    assert latest == newest_first[::-1]  # the very same readings, in sensor order
+    everything = api.get("/readings/latest", root, params={
+        "device_id": a["id"], "keys": "t", "include_invalid": True}).json()["items"]
+    assert [(r["value"], r["valid"], r["tags"]) for r in everything] == [
+        (50.0, False, ["suspect"])]
+
+
+def test_latest_of_another_organization_is_empty(two_tenants):
+    t = two_tenants
+    api, root, other, site, device = t["api"], t["root"], t["other"], t["site"], t["device"]
+    mine = api.get("/readings/latest", root, params={"device_id": device["id"]}).json()
+    assert [r["value"] for r in mine["items"]] == [1.0]
+    for params in ({"device_id": device["id"]}, {"site_id": site["id"]},
+                   {"sensor_id": mine["items"][0]["sensor_id"]}):
+        response = api.get("/readings/latest", other, params=params)
+        assert response.status_code == 200 and response.json()["items"] == []
+
+
 def test_one_reading_and_its_review_workflow(api, root, loaded):
     reading = get(api, root, device_id=loaded["a"]["id"], keys="t", limit=1)["items"][0]
     rid = reading["id"]
