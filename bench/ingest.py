@@ -192,7 +192,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
     try:
         if "postgresql" in BACKENDS:
-            with pgcluster.throwaway_cluster(durable=True) as cluster:
+            # fsync on, and PostgreSQL's default shared_buffers (the tests use less)
+            with pgcluster.throwaway_cluster(durable=True, shared_buffers="128MB") as cluster:
                 url = pgcluster.create_database(cluster.url, "bench")
                 ours = telemetra_runs(url, workdir, "postgresql")
                 baseline = asyncio.run(copy_baseline(url, SECONDS))

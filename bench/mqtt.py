@@ -164,7 +164,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-mqtt-"))
     try:
         bare = baseline(workdir)
-        with pgcluster.throwaway_cluster(durable=True) as cluster:
+        with pgcluster.throwaway_cluster(durable=True, shared_buffers="128MB") as cluster:
             url = pgcluster.create_database(cluster.url, "bench")
             ours = telemetra(url, workdir)
     finally:

@@ -169,8 +169,10 @@ class Cluster:
     """A private PostgreSQL cluster in a temporary directory, which can be stopped (as if the
     database went away) and started again on the same port."""
 
-    def __init__(self, *, max_connections: int = 200, durable: bool = False) -> None:
+    def __init__(self, *, max_connections: int = 200, durable: bool = False,
+                 shared_buffers: str = "32MB") -> None:
         self.durable = durable  # keep fsync and synchronous commit (crash tests need them)
+        self.shared_buffers = shared_buffers
         self.bin_dir = find_pg_bin()
         self.run_as = _run_as()
         self.base = Path(tempfile.mkdtemp(prefix="telemetra-pg-"))
@@ -210,7 +212,7 @@ class Cluster:
                 f"-c port={port}",
                 f"-c unix_socket_directories={shlex.quote(str(self.sock))}",
                 f"-c max_connections={self.max_connections}",
-                "-c shared_buffers=32MB",
+                f"-c shared_buffers={self.shared_buffers}",
                 "-c log_min_messages=warning",
             ]
             + ([] if self.durable else ["-c fsync=off", "-c synchronous_commit=off",
@@ -252,10 +254,11 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def throwaway_cluster(*, max_connections: int = 200, durable: bool = False
-                      ) -> Iterator[Cluster]:
+def throwaway_cluster(*, max_connections: int = 200, durable: bool = False,
+                      shared_buffers: str = "32MB") -> Iterator[Cluster]:
     """A started private cluster, removed afterwards whatever happens."""
-    cluster = Cluster(max_connections=max_connections, durable=durable)
+    cluster = Cluster(max_connections=max_connections, durable=durable,
+                      shared_buffers=shared_buffers)
     try:
         cluster.init()
         cluster.start()
