@@ -40,8 +40,13 @@ def is_valid(flags: int) -> bool:
     return not flags & INVALID
 
 
+# Indexed by the status bits as they sit in flags (the unused code 3 reads as pending).
+_STATUS_BY_BITS = tuple(_STATUS_BY_CODE.get(bits >> _STATUS_SHIFT, ReviewStatus.pending)
+                        for bits in range(_STATUS_MASK + 1))
+
+
 def status_of(flags: int) -> ReviewStatus:
-    return _STATUS_BY_CODE.get((flags & _STATUS_MASK) >> _STATUS_SHIFT, ReviewStatus.pending)
+    return _STATUS_BY_BITS[flags & _STATUS_MASK]
 
 
 def with_status(flags: int, status: ReviewStatus) -> int:
