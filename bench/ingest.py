@@ -58,7 +58,7 @@ def wrk(script: str, url: str, connections: int, env: dict, seconds: float = SEC
 class DiskProbe:
     """A small write and ``fdatasync`` every 5 ms in ``directory`` while a phase runs. A
     durable request is not answered before the disk has synced it, so when this machine's
-    disk stalls (measured here: 50 to 900 ms, a few times a minute) every request in flight
+    disk stalls (measured here: 50 ms to 1.3 s, a few times a minute) every request in flight
     waits that long, and the p99 shows it. Printed next to the p99 so a run can be read."""
 
     def __init__(self, directory: Path) -> None:
