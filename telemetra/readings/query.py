@@ -127,7 +127,7 @@ def _reading(sensor_id: int, ts: datetime, value: float, flags: int, tags: list 
              meta: dict | None, device_id: int, key: str, unit: str | None) -> dict:
     """A reading as the API shows it, from the values of ``READING_COLUMNS``."""
     return {"id": reading_id(sensor_id, ts), "sensor_id": sensor_id, "device_id": device_id,
-            "key": key, "ts": ts, "value": value, "unit": unit, "valid": not flags & F.INVALID,
+            "key": key, "ts": ts, "value": value, "unit": unit, "valid": F.is_valid(flags),
             "status": F.status_of(flags), "tags": tags, "meta": meta}
 
 

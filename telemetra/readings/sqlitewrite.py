@@ -29,7 +29,7 @@ from telemetra.db.engine import configure_sqlite
 from telemetra.db.tables import sensors
 from telemetra.db.types import to_micros
 from telemetra.kit.errors import Invalid
-from telemetra.readings.batches import Latest, Row, SensorGone, to_json
+from telemetra.readings.batches import Latest, Row, SensorGone, note_latest, to_json
 
 _INSERT = ("INSERT OR IGNORE INTO readings (sensor_id, ts, value, flags, tags, meta) "
            "VALUES (?, ?, ?, ?, ?, ?)")
@@ -80,11 +80,11 @@ class SqliteBatches:
         finally:
             fcntl.flock(self._waiting, fcntl.LOCK_UN)
 
-    async def write(self, requests: list[Sequence[Row]], latest: Latest) -> list[int]:
+    async def write(self, requests: list[Sequence[Row]]) -> list[int]:
         """Insert each request's rows and the sensors' latest values in one transaction;
         returns how many rows of each request were new."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._write, requests, latest)
+            self._executor, self._write, requests)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._drop)
@@ -92,7 +92,10 @@ class SqliteBatches:
         self._turn.close()
         self._waiting.close()
 
-    def _write(self, requests: list[Sequence[Row]], latest: Latest) -> list[int]:
+    def _write(self, requests: list[Sequence[Row]]) -> list[int]:
+        latest: Latest = {}
+        for rows in requests:
+            note_latest(latest, rows)
         if self._db is None:
             self._db = sqlite3.connect(self.database, timeout=15, check_same_thread=False)
             configure_sqlite(self._db)

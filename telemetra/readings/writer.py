@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from telemetra.kit.errors import Invalid, Unavailable
-from telemetra.readings.batches import Latest, Row, SensorGone, note_latest
+from telemetra.readings.batches import Row, SensorGone
 from telemetra.readings.partitions import Partitions, month_of
 from telemetra.readings.pgwrite import PostgresBatches
 from telemetra.readings.sqlitewrite import SqliteBatches
@@ -150,10 +150,7 @@ class Writer:
             conn = await self._connection()
             raw = (await conn.get_raw_connection()).driver_connection
             return await self._postgresql.write(raw, requests)
-        latest: Latest = {}
-        for rows in requests:
-            note_latest(latest, rows)
-        return await self._sqlite.write(requests, latest)
+        return await self._sqlite.write(requests)
 
 
 def _resolve_error(batch: list[_Pending], error: Exception) -> None:
