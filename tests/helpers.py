@@ -1,8 +1,11 @@
-"""Small conveniences over the HTTP API for tests: log in, add users, register devices."""
+"""Small conveniences for tests: over the HTTP API (log in, add users, register devices), and
+holding the readings table's write lock."""
 
 import itertools
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 API = "/api/v1"
 _names = itertools.count()
@@ -73,3 +76,17 @@ def bearer(token: str) -> dict:
 
 def device_key(key: str) -> dict:
     return {"X-API-Key": key}
+
+
+async def lock_readings(conn: AsyncConnection) -> AsyncConnection:
+    """Begin a transaction on ``conn`` that holds the readings table's write lock (SQLite's
+    write lock, or an EXCLUSIVE table lock on PostgreSQL) until it ends: writers wait.
+    Returns the connection to end it on."""
+    if conn.dialect.name == "sqlite":
+        conn = await conn.execution_options(sqlite_write=True)
+        await conn.begin()
+        await conn.execute(text("DELETE FROM readings WHERE 1 = 0"))
+    else:
+        await conn.begin()
+        await conn.execute(text("LOCK TABLE readings IN EXCLUSIVE MODE"))
+    return conn

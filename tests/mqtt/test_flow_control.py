@@ -7,9 +7,9 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import text
 
 from telemetra.db.engine import create_engine
+from tests.helpers import lock_readings
 from tests.mosquitto import Device
 from tests.mqtt.conftest import Platform, eventually, start_platform
 
@@ -26,13 +26,7 @@ def readings_locked(database_url: str):
         engine = create_engine(database_url)
         conn = await engine.connect()
         try:
-            if engine.dialect.name == "sqlite":
-                conn = await conn.execution_options(sqlite_write=True)
-                await conn.begin()
-                await conn.execute(text("DELETE FROM readings WHERE 1 = 0"))
-            else:
-                await conn.begin()
-                await conn.execute(text("LOCK TABLE readings IN EXCLUSIVE MODE"))
+            conn = await lock_readings(conn)
             locked.set()
             while not release.is_set():
                 await asyncio.sleep(0.05)

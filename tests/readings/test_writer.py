@@ -16,6 +16,7 @@ from telemetra.readings.partitions import Partitions
 from telemetra.readings.pgwrite import COPY_MIN_ROWS
 from telemetra.readings.sqlitewrite import SqliteBatches
 from telemetra.readings.writer import Writer
+from tests.helpers import lock_readings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -228,7 +229,7 @@ def test_a_writer_waiting_for_the_turn_gets_it_before_the_one_that_just_wrote(tm
     asyncio.run(run())
 
 
-def test_a_full_queue_answers_unavailable_instead_of_growing(database_url, backend):
+def test_a_full_queue_answers_unavailable_instead_of_growing(database_url):
     async def run():
         engine = create_engine(database_url)
         writer = Writer(engine, Partitions(engine), max_pending_rows=8, timeout_seconds=20)
@@ -238,13 +239,7 @@ def test_a_full_queue_answers_unavailable_instead_of_growing(database_url, backe
             sensor = await _sensor(engine)
             await writer.write(rows(sensor, 0, 1))  # partitions and connections warm
             # Another connection holds the write lock: the writer's next batch waits.
-            if backend == "sqlite":
-                blocker = await blocker.execution_options(sqlite_write=True)
-                await blocker.begin()
-                await blocker.execute(text("DELETE FROM readings WHERE 1 = 0"))
-            else:
-                await blocker.begin()
-                await blocker.execute(text("LOCK TABLE readings IN EXCLUSIVE MODE"))
+            blocker = await lock_readings(blocker)
             first = asyncio.create_task(writer.write(rows(sensor, 100, 6)))
             await asyncio.sleep(0.3)
             assert writer.queue_depth == 6
