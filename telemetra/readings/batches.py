@@ -1,10 +1,13 @@
 """What the writer's two backends share: the row shape, which rows of a batch were new, and
 the sensors' latest values."""
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+import asyncpg
 import orjson
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from telemetra.readings.flags import is_valid
 
@@ -16,6 +19,44 @@ Latest = dict[int, tuple[datetime, float]]  # sensor id -> (ts, value)
 class SensorGone(Exception):
     """A sensor of the batch was deleted while its readings waited: the writer then writes
     each request alone, so that only the requests naming it fail."""
+
+
+# What a request's own rows can make the database (or the encoding before it) refuse; a batch
+# failing with one of these is split until the request to blame fails alone.
+_REFUSALS = (ValueError, TypeError, ArithmeticError, asyncpg.DataError,
+             asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError,
+             sqlite3.DataError, sqlite3.IntegrityError)
+# The database is gone or failing, whatever was written: every request of the batch waits.
+_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError,
+                asyncpg.TransactionRollbackError, sqlite3.OperationalError)
+_MAX_REASON = 200
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The driver's error under SQLAlchemy's wrapper (partitions go through SQLAlchemy)."""
+    if isinstance(exc, (DBAPIError, StatementError)) and exc.orig is not None:
+        return getattr(exc.orig, "__cause__", None) or exc.orig
+    return exc
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The batch failed because the database is unreachable or failing, not for its data."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = _cause(exc)
+    # asyncpg's own DataError (an argument it cannot encode) is an InterfaceError and a ValueError.
+    return isinstance(cause, _UNAVAILABLE) and not isinstance(cause, ValueError)
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why the database refused one request's rows, in its words (first line, bounded), when
+    the rows were the cause; None for anything else."""
+    cause = _cause(exc)
+    if not isinstance(cause, _REFUSALS):
+        return None
+    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return reason[:_MAX_REASON]
 
 
 def to_json(value) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from telemetra.kit.errors import Invalid, Unavailable
-from telemetra.readings.batches import Row, SensorGone
+from telemetra.readings.batches import Row, SensorGone, is_unavailable, refusal
 from telemetra.readings.partitions import Partitions, month_of
 from telemetra.readings.pgwrite import PostgresBatches
 from telemetra.readings.sqlitewrite import SqliteBatches
@@ -131,11 +131,27 @@ class Writer:
                 return
             _resolve_error(batch, Invalid("a sensor of this request was deleted meanwhile"))
             return
-        except Exception as exc:  # the database is unreachable or failing: 503, never a hang
-            log.warning("write of %d requests failed: %s", len(batch), type(exc).__name__)
-            await self._drop_connection()  # the next batch starts on a fresh connection
-            _resolve_error(batch, Unavailable("the database is unavailable; retry shortly",
-                                              headers={"Retry-After": "5"}))
+        except Exception as exc:
+            if is_unavailable(exc):  # the database is unreachable or failing: 503, never a hang
+                log.warning("write of %d requests failed: %s", len(batch), type(exc).__name__)
+                await self._drop_connection()  # the next batch starts on a fresh connection
+                _resolve_error(batch, _unavailable())
+                return
+            if len(batch) > 1:  # one request's rows were refused: find it, commit the others
+                await self._drop_connection()
+                half = len(batch) // 2
+                await self._write_batch(batch[:half])
+                await self._write_batch(batch[half:])
+                return
+            refused = refusal(exc)
+            if refused is None:  # not the data, and not known to be the database: a bug
+                log.error("write of one request failed", exc_info=exc)
+                await self._drop_connection()
+                _resolve_error(batch, _unavailable())
+            else:
+                log.info("a request's readings were refused by the database: %s", refused)
+                _resolve_error(batch, Invalid(f"the database refused these readings: {refused}",
+                                              loc=["body"]))
             return
         self.batches += 1
         for item, count in zip(batch, counts):
@@ -151,6 +167,10 @@ class Writer:
             raw = (await conn.get_raw_connection()).driver_connection
             return await self._postgresql.write(raw, requests)
         return await self._sqlite.write(requests)
+
+
+def _unavailable() -> Unavailable:
+    return Unavailable("the database is unavailable; retry shortly", headers={"Retry-After": "5"})
 
 
 def _resolve_error(batch: list[_Pending], error: Exception) -> None:

@@ -257,3 +257,51 @@ def test_a_full_queue_answers_unavailable_instead_of_growing(database_url):
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def _deep(levels: int) -> dict:
+    meta: dict = {}
+    for _ in range(levels - 1):
+        meta = {"a": meta}
+    return meta
+
+
+def _poisoned(backend: str, sensor_id: int, size: int) -> list:
+    """Rows built past the decoder that this backend's database (or the encoding on the way to
+    it) refuses."""
+    good = rows(sensor_id, 50_000, size)
+    if backend == "postgresql":
+        return {"year 9999": [(sensor_id, datetime(9999, 12, 31, tzinfo=UTC), 1.0, 0, None,
+                               None)] + good,
+                "NUL in a tag": good + [(sensor_id, T0, 1.0, 0, ["a\u0000b"], None)],
+                "600-deep meta": good[:-1] + [(*good[-1][:5], _deep(600))]}
+    return {"600-deep meta": good[:-1] + [(*good[-1][:5], _deep(600))],
+            "lone surrogate in a tag": good + [(sensor_id, T0, 1.0, 0, ["\ud800"], None)]}
+
+
+@pytest.mark.parametrize("size", [1, COPY_MIN_ROWS])
+def test_a_request_the_database_refuses_fails_alone_and_its_neighbours_commit(
+        database_url, backend, size):
+    """Issue 9: one tenant's refused rows failed the whole group commit with 503 "database
+    unavailable", other tenants included. Now the refused request alone gets a 422 saying why;
+    the requests sharing its batch are stored."""
+    async def run():
+        async with running_writer(database_url) as (engine, writer):
+            sensor, other = await _sensor(engine), await _sensor(engine, "tdk_writer2")
+            for name, poison in _poisoned(backend, sensor, size).items():
+                async with engine.begin() as conn:
+                    await conn.execute(text("DELETE FROM readings"))
+                batches = writer.batches
+                results = await asyncio.gather(
+                    writer.write(rows(other, 0, size)), writer.write(poison),
+                    *[writer.write(rows(other, 1000 * i, size)) for i in range(1, 6)],
+                    return_exceptions=True)
+                assert results[:1] + results[2:] == [size] * 6, (name, results)
+                refused = results[1]
+                assert isinstance(refused, Invalid), (name, refused)
+                assert refused.status == 422 and "refused" in refused.detail, refused.detail
+                assert await _readings_per_sensor(engine) == {other: 6 * size}, name
+                assert writer.batches > batches
+            assert await writer.write(rows(sensor, 90_000, size)) == size  # still writing
+
+    asyncio.run(run())
