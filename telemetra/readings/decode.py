@@ -15,6 +15,11 @@ The bodies (API.md, "Ingestion"), with their names in ``FORMAT_NAMES``:
    IEEE-754 float32 in four bytes, little-endian unless the source says otherwise.
 A source that always sends one of them (a connector) may insist on it (``expect``); ``auto``
 accepts any.
+
+What storage cannot hold, or should not, is refused here, per reading (API.md): a time before
+``ReadingLimits.min_time`` or more than ``max_future`` ahead of the server's clock (a device with
+a wrong clock would otherwise stay every chart's latest value until then), a NUL character in a
+string, ``meta`` nested deeper than ``MAX_META_DEPTH`` or larger than ``MAX_META_BYTES``.
 """
 
 import json
@@ -22,7 +27,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -30,10 +35,13 @@ import orjson
 
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_timestamp
+from telemetra.kit.timeutil import utcnow
 
 MAX_KEY_LENGTH = 100
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 100
+MAX_META_DEPTH = 16
+MAX_META_BYTES = 16 * 1024
 _KEY = re.compile(r"^[A-Za-z0-9_.:/ -]{1,100}$")
 # The bodies by name, in the order of API.md; a source (a connector) may insist on one.
 _SHAPES = {
@@ -51,6 +59,22 @@ BYTE_ORDERS = tuple(_FLOAT32)
 # The formats that may also come as a list, by the ``_item_kind`` of their items.
 _LISTABLE = {"values": "values", "sensor_type": "single", "bytes": "bytes"}
 _FORMAT_OF_ITEM = {kind: name for name, kind in _LISTABLE.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingLimits:
+    """The times a reading may have (settings ``TELEMETRA_MIN_READING_TIME``,
+    ``TELEMETRA_MAX_FUTURE_SECONDS``)."""
+
+    min_time: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    max_future: timedelta = timedelta(seconds=300)
+
+    @property
+    def too_early(self) -> str:
+        return "before " + self.min_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+DEFAULT_LIMITS = ReadingLimits()
 
 
 @dataclass(slots=True)
@@ -141,13 +165,18 @@ def _key(value: Any) -> str:
     return value
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: Any, out: "_Collector") -> datetime | None:
     if value is None:
         return None
     try:
-        return parse_timestamp(value)
+        when = parse_timestamp(value)
     except (ValueError, OverflowError, OSError, TypeError):
         raise _Reject("invalid timestamp") from None
+    if when > out.latest:
+        raise _Reject("in the future")
+    if when < out.limits.min_time:
+        raise _Reject(out.limits.too_early)
+    return when
 
 
 def _tags(value: Any) -> list[str] | None:
@@ -156,6 +185,9 @@ def _tags(value: Any) -> list[str] | None:
     if (not isinstance(value, list) or len(value) > MAX_TAGS
             or not all(isinstance(t, str) and 0 < len(t) <= MAX_TAG_LENGTH for t in value)):
         raise _Reject(f"invalid tags: a list of at most {MAX_TAGS} strings")
+    for tag in value:
+        if "\x00" in tag:
+            raise _Reject("NUL character in a tag")
     return value or None
 
 
@@ -164,6 +196,8 @@ def _unit(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > 32:
         raise _Reject("invalid unit: a string of at most 32 characters")
+    if "\x00" in value:
+        raise _Reject("NUL character in the unit")
     return value
 
 
@@ -175,11 +209,50 @@ def _meta(value: Any) -> dict | None:
     return value or None
 
 
+def _checked_meta(meta: dict, name: str) -> dict:
+    """``meta`` (a non-empty object) if it is within the bounds. The encoded text answers the
+    common case at C speed: its size, and whether it has brackets or NUL escapes enough to be
+    worth the exact walk (brackets or ``\\u0000`` inside strings only make the walk happen)."""
+    try:
+        encoded = orjson.dumps(meta)
+    except TypeError as exc:  # past orjson's 254 levels, or a lone surrogate (json fallback)
+        if "recursion" in str(exc).lower():
+            raise _Reject(f"{name} nested deeper than {MAX_META_DEPTH} levels") from None
+        raise _Reject(f"invalid {name}: {exc}") from None
+    if len(encoded) > MAX_META_BYTES:
+        raise _Reject(f"{name} larger than {MAX_META_BYTES // 1024} KiB")
+    if (encoded.count(b"{") + encoded.count(b"[") > MAX_META_DEPTH
+            or (b"\\" in encoded and b"\\u0000" in encoded)):
+        _walk_meta(meta, 1, name)
+    return meta
+
+
+def _walk_meta(value: Any, depth: int, name: str) -> None:
+    if depth > MAX_META_DEPTH:
+        raise _Reject(f"{name} nested deeper than {MAX_META_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise _Reject(f"NUL character in {name}")
+            if isinstance(item, (dict, list)):
+                _walk_meta(item, depth + 1, name)
+            elif isinstance(item, str) and "\x00" in item:
+                raise _Reject(f"NUL character in {name}")
+    else:
+        for item in value:
+            if isinstance(item, (dict, list)):
+                _walk_meta(item, depth + 1, name)
+            elif isinstance(item, str) and "\x00" in item:
+                raise _Reject(f"NUL character in {name}")
+
+
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, limits: ReadingLimits, now: datetime) -> None:
         self.readings: list[Reading] = []
         self.rejected: list[Rejection] = []
         self.index = 0
+        self.limits = limits
+        self.latest = now + limits.max_future
 
     def add(self, build, key: Any = None) -> None:
         try:
@@ -198,8 +271,10 @@ def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
                 tags: Any = None) -> None:
     """Formats 1, 2 and 3: one reading per key."""
     try:
-        when = _time(ts)
+        when = _time(ts, out)
         tag_list = _tags(tags)
+        if meta is not None:
+            meta = _checked_meta(meta, "metadata")
     except _Reject as reject:
         for key in values:
             out.reject(reject.reason, key)
@@ -214,25 +289,26 @@ def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
         out.index += 1
 
 
-def _single(item: dict) -> Reading:
+def _single(item: dict, out: _Collector) -> Reading:
     """Formats 4 and 5: ``{"key" or "sensor_type", "value", "unit"?, "ts"/"timestamp"?, ...}``."""
     key = item.get("key", item.get("sensor_type"))
     ts = item.get("ts", item.get("timestamp", item.get("time")))
-    return Reading(_key(key), _number(item.get("value")), _time(ts), _unit(item.get("unit")),
-                   _tags(item.get("tags")), _meta_or_reject(item.get("meta")))
+    return Reading(_key(key), _number(item.get("value")), _time(ts, out),
+                   _unit(item.get("unit")), _tags(item.get("tags")),
+                   _meta_or_reject(item.get("meta")))
 
 
 def _meta_or_reject(value: Any) -> dict | None:
     if value is not None and not isinstance(value, dict):
         raise _Reject("invalid meta: an object")
-    return value or None
+    return _checked_meta(value, "meta") if value else None
 
 
-def _bytes_reading(item: dict, value_key: str, byte_order: str) -> Reading:
+def _bytes_reading(item: dict, value_key: str, byte_order: str, out: _Collector) -> Reading:
     """Format 6: ``{"time", "value": [4 bytes], "tags"?}``."""
     ts = item.get("time", item.get("ts", item.get("timestamp")))
     return Reading(_key(item.get("key", value_key)), _float32(item.get("value"), byte_order),
-                   _time(ts), _unit(item.get("unit")), _tags(item.get("tags")))
+                   _time(ts, out), _unit(item.get("unit")), _tags(item.get("tags")))
 
 
 def _item_kind(item: Any) -> str | None:
@@ -260,9 +336,9 @@ def _decode_item(out: _Collector, item: Any, value_key: str, byte_order: str) ->
         _key_values(out, item["values"], item.get("ts", item.get("timestamp")),
                     _meta_or_none(item.get("metadata")), item.get("tags"))
     elif kind == "bytes":
-        out.add(lambda: _bytes_reading(item, value_key, byte_order), value_key)
+        out.add(lambda: _bytes_reading(item, value_key, byte_order, out), value_key)
     elif kind == "single":
-        out.add(lambda: _single(item), item.get("key", item.get("sensor_type")))
+        out.add(lambda: _single(item, out), item.get("key", item.get("sensor_type")))
     else:
         out.reject("unknown format")
 
@@ -301,19 +377,21 @@ def _decode_list_of(out: _Collector, body: list, expect: str, value_key: str,
 
 
 def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "little",
-                expect: str | None = None) -> tuple[list[Reading], list[Rejection]]:
+                expect: str | None = None, limits: ReadingLimits = DEFAULT_LIMITS,
+                now: datetime | None = None) -> tuple[list[Reading], list[Rejection]]:
     """Normalise any accepted body; raises ``Invalid`` when the body is none of them.
 
     ``expect``, one of ``FORMAT_NAMES`` (a connector's ``format``), restricts decoding to that
     body: any other body is an ``Invalid`` naming the expected format, and items of a list that
     are of another format are rejected one by one. ``None`` or ``"auto"``: every body.
+    ``now``, the server's clock (default: read it), is what "in the future" is measured from.
     """
     if expect is not None:
         if expect == "auto":
             expect = None
         elif expect not in _SHAPES:
             raise ValueError(f"unknown format {expect!r}; one of {FORMAT_NAMES}")
-    out = _Collector()
+    out = _Collector(limits, now or utcnow())
     if isinstance(body, list):
         if not body:
             raise Invalid("the body is an empty list: no readings", loc=["body"])
@@ -334,7 +412,7 @@ def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "littl
             raise Invalid("readings must be a non-empty list", loc=["body", "readings"])
         for item in items:
             if isinstance(item, dict):
-                out.add(lambda i=item: _single(i), item.get("key", item.get("sensor_type")))
+                out.add(lambda i=item: _single(i, out), item.get("key", item.get("sensor_type")))
             else:
                 out.reject("unknown format")
     elif "data" in body and isinstance(body["data"], dict):
