@@ -1,5 +1,6 @@
 """All configuration, read from the environment (prefix ``TELEMETRA_``) and ``.env``."""
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     ingest_queue_rows: int = Field(default=200_000, gt=0)
     ingest_batch_rows: int = Field(default=50_000, gt=0)
     maintenance_seconds: float = Field(default=3600, gt=0)
+    # Readings (API.md, "Ingestion"): the times a reading may have, the sensors it may create.
+    min_reading_time: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    max_future_seconds: float = Field(default=300, ge=0)
+    max_new_sensors_per_request: int = Field(default=100, ge=0)
+    max_sensors_per_device: int = Field(default=1000, ge=0)
     # MQTT (off unless mqtt_url is set): mqtt://user:pass@host:1883 or mqtts://...
     mqtt_url: str | None = Field(default=None, repr=False)
     mqtt_prefix: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -65,6 +71,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("min_reading_time")
+    @classmethod
+    def _utc_min_reading_time(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @field_validator("mqtt_url")
     @classmethod

@@ -37,7 +37,6 @@ from telemetra.mqtt.messages import (
 )
 from telemetra.mqtt.presence import Presence
 from telemetra.mqtt.topics import Topics, Uplink
-from telemetra.readings.decode import decode_body
 from telemetra.readings.ingest import DeviceInfo, Ingestor
 
 log = logging.getLogger("telemetra.mqtt")
@@ -116,10 +115,10 @@ class Consumer:
         for message, device_id in batch:
             try:
                 device = await self._device(device_id)
-                decoded, rejected = decode(json_body(message.payload))
+                decoded, rejected = decode(json_body(message.payload), self.ingestor.limits)
+                rows = await self.ingestor.rows(device.target, decoded, now, rejected)
                 if rejected:
                     self._note_rejected_readings(device_id, rejected)
-                rows = await self.ingestor.rows(device.target, decoded, now)
             except Rejected as rejected:
                 await self._reject(message, rejected.reason)
                 self._done(message)
@@ -234,8 +233,8 @@ class Consumer:
                      byte_order: str = "little", expect: str | None = None,
                      max_age_seconds: int | None = None) -> None:
         try:
-            readings, rejected = decode_body(body, value_key=value_key, byte_order=byte_order,
-                                             expect=expect)
+            readings, rejected = self.ingestor.decode(body, value_key=value_key,
+                                                      byte_order=byte_order, expect=expect)
         except Invalid as invalid:
             raise Rejected(f"unknown format: {invalid.detail}") from None
         now = utcnow()
@@ -244,9 +243,9 @@ class Consumer:
             for reading in readings:
                 if reading.ts is not None and reading.ts < oldest:
                     reading.tags = [*(reading.tags or []), TOO_OLD_TAG]
+        result = await self.ingestor.store(device.target, readings, rejected, now=now)
         if rejected:
             self._note_rejected_readings(device.target.device_id, rejected)
-        result = await self.ingestor.store(device.target, readings, now=now)
         self.counters.readings_accepted += result["accepted"]
         self.counters.readings_duplicate += result["duplicates"]
 

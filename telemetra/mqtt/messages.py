@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from telemetra.kit.errors import Invalid
-from telemetra.readings.decode import decode_body, parse_json
+from telemetra.readings.decode import DEFAULT_LIMITS, ReadingLimits, decode_body, parse_json
 
 
 class Rejected(Exception):
@@ -51,9 +51,9 @@ class Counters:
                 "rejected_by_device": {str(k): v for k, v in self.rejected_by_device.items()}}
 
 
-def decode(body) -> tuple[list, list]:
+def decode(body, limits: ReadingLimits = DEFAULT_LIMITS) -> tuple[list, list]:
     try:
-        return decode_body(body)
+        return decode_body(body, limits=limits)
     except Invalid as invalid:
         raise Rejected(f"unknown format: {invalid.detail}") from None
 

@@ -37,7 +37,8 @@ async def _import(path: Path, fmt: str, device_id: int | None, progress: Progres
     from telemetra.readings.transfer import import_stream
     from telemetra.readings.writer import Writer
 
-    engine = create_engine(_settings().database_url)
+    settings = _settings()
+    engine = create_engine(settings.database_url)
     await upgrade(engine)
     writer = Writer(engine, Partitions(engine))
     await writer.start()
@@ -50,7 +51,8 @@ async def _import(path: Path, fmt: str, device_id: int | None, progress: Progres
                 yield chunk
 
     try:
-        report = await import_stream(Ingestor(engine, writer), None, chunks(), fmt, device_id)
+        report = await import_stream(Ingestor.from_settings(engine, writer, settings), None,
+                                     chunks(), fmt, device_id)
     finally:
         await writer.stop()
         await engine.dispose()

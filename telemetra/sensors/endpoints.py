@@ -26,9 +26,12 @@ async def list_sensors(conn: ConnDep, user: CurrentUser, params: PageDep,
 
 
 @router.post("", response_model=Sensor, status_code=status.HTTP_201_CREATED,
-             summary="Create a sensor (member); 409 if the device has that key already")
-async def create_sensor(body: SensorCreate, conn: ConnDep, user: Member):
-    return await service.create_sensor(conn, user.organization_id, body)
+             summary="Create a sensor (member); 409 if the device has that key already",
+             responses={403: {"description": "The device has the most sensors it may have "
+                                             "(TELEMETRA_MAX_SENSORS_PER_DEVICE)"}})
+async def create_sensor(body: SensorCreate, conn: ConnDep, user: Member, request: Request):
+    return await service.create_sensor(conn, user.organization_id, body,
+                                       request.app.state.ingestor.sensor_caps)
 
 
 @router.get("/{sensor_id}", response_model=Sensor, summary="One sensor")
