@@ -23,7 +23,6 @@ from telemetra.readings.schemas import (
     ImportResult,
     IngestResult,
     Reading,
-    ReadingList,
     ReadingPage,
     ReadingUpdate,
     ReviewAction,
@@ -180,12 +179,20 @@ async def list_readings(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/latest", response_model=ReadingList,
-            summary="Latest reading of each sensor of a device, site or sensor")
-async def latest_readings(conn: ConnDep, where: FilterDep):
+@router.get("/latest", response_model=ReadingPage,
+            summary="Latest reading of each sensor of a device, site or sensor",
+            description="One reading per sensor (that has one), in sensor id order. Paged like "
+                        "reading lists: `limit` sensors a page, and `cursor` from "
+                        "`next_cursor` for the next (null at the end).")
+async def latest_readings(
+    conn: ConnDep, where: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=query.MAX_LIMIT)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+):
     if where.device_id is None and where.site_id is None and where.sensor_id is None:
         raise Invalid("name a device_id, site_id or sensor_id", loc=["query", "device_id"])
-    return {"items": await query.latest_readings(conn, where)}
+    items, next_cursor = await query.latest_readings(conn, where, limit=limit, cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/aggregate", response_model=AggregateList, response_model_exclude_unset=True,

@@ -13,6 +13,8 @@ from telemetra.db.types import from_micros, to_micros
 from telemetra.kit.errors import Invalid, NotFound
 
 _ID = struct.Struct(">iq")
+_SENSOR = struct.Struct(">i")
+_BAD_CURSOR = "cursor: not a cursor this server gave out"
 
 
 def _b64(raw: bytes) -> str:
@@ -52,5 +54,19 @@ def parse_cursor(text: str) -> tuple[datetime, int]:
         sensor_id, micros = _ID.unpack(raw)
         return from_micros(micros), sensor_id
     except (ValueError, binascii.Error, OverflowError):
-        raise Invalid("cursor: not a cursor this server gave out",
-                      loc=["query", "cursor"]) from None
+        raise Invalid(_BAD_CURSOR, loc=["query", "cursor"]) from None
+
+
+def make_sensor_cursor(sensor_id: int) -> str:
+    """Where a page of latest readings (one per sensor, by sensor id) ended."""
+    return "s" + _b64(_SENSOR.pack(sensor_id))
+
+
+def parse_sensor_cursor(text: str) -> int:
+    try:
+        raw = _unb64(text[1:]) if text.startswith("s") else b""
+        if len(raw) != _SENSOR.size:
+            raise ValueError
+        return _SENSOR.unpack(raw)[0]
+    except (ValueError, binascii.Error):
+        raise Invalid(_BAD_CURSOR, loc=["query", "cursor"]) from None

@@ -14,7 +14,14 @@ from telemetra.db.types import ReadingTime
 from telemetra.kit.errors import Invalid, NotFound
 from telemetra.readings import flags as F
 from telemetra.readings.flags import ReviewStatus
-from telemetra.readings.ids import make_cursor, parse_cursor, parse_reading_id, reading_id
+from telemetra.readings.ids import (
+    make_cursor,
+    make_sensor_cursor,
+    parse_cursor,
+    parse_reading_id,
+    parse_sensor_cursor,
+    reading_id,
+)
 
 READING_COLUMNS = (readings.c.sensor_id, readings.c.ts, readings.c.value, readings.c.flags,
                    readings.c.tags, readings.c.meta, sensors.c.device_id, sensors.c.key,
@@ -154,18 +161,29 @@ async def list_readings(conn: AsyncConnection, where: ReadingFilter, *, order: s
     return [reading_out(row) for row in rows], next_cursor
 
 
-async def latest_readings(conn: AsyncConnection, where: ReadingFilter) -> list[dict]:
-    """The latest reading of each sensor the filters name (one query, index lookups)."""
+async def latest_readings(conn: AsyncConnection, where: ReadingFilter, *,
+                          limit: int = MAX_LIMIT, cursor: str | None = None
+                          ) -> tuple[list[dict], str | None]:
+    """A page of the latest reading of each sensor the filters name, by sensor id (one query,
+    index lookups), with the cursor of the next page."""
     statement = _latest_statement(conn.dialect.name, where.shape)
-    rows = await direct_query(statement, conn.dialect).fetch(conn, where.params)
-    return [_reading(*row) for row in rows]
+    after = parse_sensor_cursor(cursor) if cursor else 0
+    rows = await direct_query(statement, conn.dialect).fetch(
+        conn, {**where.params, "f_after": after, "f_limit": limit + 1})
+    more = len(rows) > limit
+    items = [_reading(*row) for row in rows[:limit]]
+    return items, make_sensor_cursor(items[-1]["sensor_id"]) if more else None
 
 
 @lru_cache(maxsize=512)
 def _latest_statement(dialect: str, shape: tuple) -> Select:
     """PostgreSQL reads each sensor's primary key backwards to its newest reading (LATERAL
-    ... LIMIT 1, partition by partition); SQLite, without LATERAL, looks up its max(ts)."""
+    ... LIMIT 1, partition by partition); SQLite, without LATERAL, looks up its max(ts).
+    Sensors in id order from ``f_after`` on, ``f_limit`` of them."""
     include_invalid = shape[-1]
+    page = (sensors.c.id > bindparam("f_after", type_=Integer()),
+            *sensor_clauses_for(shape))
+    limit = bindparam("f_limit", type_=Integer())
     if dialect == "postgresql":
         newest = (select(readings)
                   .where(readings.c.sensor_id == sensors.c.id,
@@ -175,7 +193,7 @@ def _latest_statement(dialect: str, shape: tuple) -> Select:
         columns = [newest.c[column.key] if column.table is readings else column
                    for column in READING_COLUMNS]
         return (select(*columns).select_from(sensors.join(newest, true()))
-                .where(*sensor_clauses_for(shape)).order_by(sensors.c.id))
+                .where(*page).order_by(sensors.c.id).limit(limit))
     inner = readings.alias("inner")
     newest = (select(func.max(inner.c.ts))
               .where(inner.c.sensor_id == sensors.c.id,
@@ -184,8 +202,8 @@ def _latest_statement(dialect: str, shape: tuple) -> Select:
     return (select(*READING_COLUMNS)
             .join_from(sensors, readings, and_(readings.c.sensor_id == sensors.c.id,
                                                readings.c.ts == newest))
-            .where(*sensor_clauses_for(shape))
-            .order_by(sensors.c.id))
+            .where(*page)
+            .order_by(sensors.c.id).limit(limit))
 
 
 async def get_reading(conn: AsyncConnection, organization_id: int, reading: str,

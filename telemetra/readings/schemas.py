@@ -64,10 +64,6 @@ class ReadingPage(BaseModel):
                                                 "the end")
 
 
-class ReadingList(BaseModel):
-    items: list[Reading]
-
-
 class ReadingUpdate(Body):
     value: float | None = None
     status: ReviewStatus | None = None

@@ -94,6 +94,35 @@ def test_latest_per_sensor(api, root, loaded):
     assert api.get("/readings/latest", root).status_code == 422
 
 
+def test_latest_is_paged_by_sensor_like_reading_lists(api, root):
+    """Issue 9: 20,000 keys left 20,000 sensors on one device and /readings/latest answered
+    them all at once. It pages like reading lists: limit (default 100, max 10000), cursor."""
+    device = api.device(root)
+    key = device_key(device["api_key"])
+    for start in (0, 100, 200):  # 250 sensors, created at most 100 a request
+        values = {f"k{i:03d}": float(i) for i in range(start, min(start + 100, 250))}
+        assert api.post("/readings", key, json={"ts": T, "values": values}).status_code == 202
+    params = {"device_id": device["id"]}
+    first = api.get("/readings/latest", root, params=params).json()
+    assert len(first["items"]) == 100 and first["next_cursor"]
+    seen, cursor = [], None
+    while True:
+        page = api.get("/readings/latest", root,
+                       params={**params, "limit": 60, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.text
+        seen += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [r["key"] for r in seen] == [f"k{i:03d}" for i in range(250)]
+    ids = [r["sensor_id"] for r in seen]
+    assert ids == sorted(ids) and first["items"] == seen[:100]
+    for bad in ({"limit": 0}, {"limit": 10_001}, {"cursor": "garbage"},
+                {"cursor": first["next_cursor"][1:]}):
+        response = api.get("/readings/latest", root, params={**params, **bad})
+        assert response.status_code == 422, (bad, response.text)
+
+
 def test_latest_leaves_invalid_readings_out_unless_asked(api, root, loaded):
     a = loaded["a"]
     newer = {"readings": [{"key": "t", "value": 50.0, "tags": ["suspect"], "ts": T + 600}]}
