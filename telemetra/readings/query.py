@@ -185,15 +185,19 @@ def _latest_statement(dialect: str, shape: tuple) -> Select:
             *sensor_clauses_for(shape))
     limit = bindparam("f_limit", type_=Integer())
     if dialect == "postgresql":
+        # OFFSET 0 plans the sensors apart: with the LIMIT above them, PostgreSQL otherwise
+        # scanned the whole sensors table instead of the device's index entries (measured).
+        chosen = (select(sensors.c.id, sensors.c.device_id, sensors.c.key, sensors.c.unit)
+                  .where(*page).offset(0).subquery("chosen"))
         newest = (select(readings)
-                  .where(readings.c.sensor_id == sensors.c.id,
+                  .where(readings.c.sensor_id == chosen.c.id,
                          *([] if include_invalid else [F.valid_clause(readings.c.flags)]))
                   .order_by(readings.c.ts.desc()).limit(1)
                   .lateral("newest"))
-        columns = [newest.c[column.key] if column.table is readings else column
+        columns = [newest.c[column.key] if column.table is readings else chosen.c[column.key]
                    for column in READING_COLUMNS]
-        return (select(*columns).select_from(sensors.join(newest, true()))
-                .where(*page).order_by(sensors.c.id).limit(limit))
+        return (select(*columns).select_from(chosen.join(newest, true()))
+                .order_by(chosen.c.id).limit(limit))
     inner = readings.alias("inner")
     newest = (select(func.max(inner.c.ts))
               .where(inner.c.sensor_id == sensors.c.id,
