@@ -376,6 +376,30 @@ def _decode_list_of(out: _Collector, body: list, expect: str, value_key: str,
             out.reject(f"not the {expect!r} format")
 
 
+def screen(readings: list[Reading], limits: ReadingLimits = DEFAULT_LIMITS,
+           now: datetime | None = None) -> tuple[list[Reading], list[Rejection]]:
+    """Readings built elsewhere (an import's lines) through the rules ``decode_body`` applies:
+    the ones that pass, and the others rejected at their position in ``readings``."""
+    out = _Collector(limits, now or utcnow())
+    kept = []
+    for position, reading in enumerate(readings):
+        try:
+            _key(reading.key)
+            if reading.ts is not None:
+                if reading.ts > out.latest:
+                    raise _Reject("in the future")
+                if reading.ts < limits.min_time:
+                    raise _Reject(limits.too_early)
+            _tags(reading.tags)
+            _unit(reading.unit)
+            _meta_or_reject(reading.meta)
+        except _Reject as reject:
+            out.rejected.append(Rejection(position, reject.reason, reading.key))
+            continue
+        kept.append(reading)
+    return kept, out.rejected
+
+
 def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "little",
                 expect: str | None = None, limits: ReadingLimits = DEFAULT_LIMITS,
                 now: datetime | None = None) -> tuple[list[Reading], list[Rejection]]:

@@ -29,9 +29,10 @@ from telemetra.readings.decode import (
     Rejection,
     decode_body,
 )
+from telemetra.readings.decode import screen as screen_readings
 from telemetra.readings.flags import is_valid_reading, pack
 from telemetra.readings.writer import Writer
-from telemetra.sensors.service import SensorCaps, places_for
+from telemetra.sensors.service import SensorCaps, count_device_sensors, places_for
 from telemetra.settings import Settings
 
 CACHE_SECONDS = 30.0
@@ -158,9 +159,17 @@ class Ingestor:
 
     async def store(self, target: Target, readings: list[Reading],
                     rejected: list[Rejection] | None = None, *,
-                    now: datetime | None = None, refuse_empty: bool = False) -> dict:
+                    now: datetime | None = None, refuse_empty: bool = False,
+                    screen: bool = False) -> dict:
+        """Store decoded readings (``rejected``: the decoder's rejections of the same body).
+        ``screen``: the readings were built elsewhere (an import) and go through the decoder's
+        rules first; their rejections' indexes are positions in ``readings``."""
+        now = now or utcnow()
         rejected = rejected if rejected is not None else []  # the caller sees them all
-        rows = await self.rows(target, readings, now or utcnow(), rejected)
+        if screen:
+            readings, screened = screen_readings(readings, self.limits, now)
+            rejected.extend(screened)
+        rows = await self.rows(target, readings, now, rejected)
         if not rows and rejected and refuse_empty:
             reasons = list(dict.fromkeys(r.reason for r in rejected))
             raise Invalid(f"no reading of the body can be stored: {'; '.join(reasons[:3])}"
@@ -230,9 +239,14 @@ class Ingestor:
                         if row.key in wanted]
             else:
                 rows = (await conn.execute(query)).all()
-        known = {row.key: SensorInfo(row.id, row.valid_min, row.valid_max) for row in rows}
-        new = [key for key in wanted if key not in known]
-        refused: dict[str, str] = {}
+            known = {row.key: SensorInfo(row.id, row.valid_min, row.valid_max)
+                     for row in rows}
+            new = [key for key in wanted if key not in known]
+            caps = self.sensor_caps
+            if new and await count_device_sensors(conn, target.device_id) >= caps.per_device:
+                new, refused = [], dict.fromkeys(new, caps.device_full)  # no write for nothing
+            else:
+                refused = {}
         if new:
             conn = await open_transaction(self.engine, write=True)
             try:

@@ -134,16 +134,20 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
     report = ImportReport()
     targets: dict[int, Target | None] = {}
     batches: dict[int, list[Reading]] = {}
+    lines: dict[int, list[int]] = {}  # the line of each reading of batches
     pending = 0
     header: list[str] | None = None
 
     async def flush() -> None:
         nonlocal pending
         for device_id, batch in batches.items():
-            result = await ingestor.store(targets[device_id], batch)
+            result = await ingestor.store(targets[device_id], batch, screen=True)
             report.accepted += result["accepted"]
             report.duplicates += result["duplicates"]
+            for rejection in result["rejected"]:
+                report.reject(lines[device_id][rejection["index"]], rejection["reason"])
         batches.clear()
+        lines.clear()
         pending = 0
 
     line_number = 0
@@ -177,6 +181,7 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
             report.reject(line_number, f"no such device {device_id}")
             continue
         batches.setdefault(device_id, []).append(reading)
+        lines.setdefault(device_id, []).append(line_number)
         pending += 1
         if pending >= IMPORT_BATCH:
             await flush()

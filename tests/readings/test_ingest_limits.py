@@ -139,3 +139,25 @@ def test_min_reading_time_and_max_future_are_settings(database_url):
         assert response.status_code == 202
         assert response.json()["rejected"] == [
             {"index": 0, "reason": "before 2020-01-01T00:00:00Z", "key": "t"}]
+
+
+def test_an_import_meets_the_same_rules_line_by_line(api, root, device):
+    """Imported lines are built past the decoder: the same rules still hold, reported by line,
+    and the good lines are stored."""
+    import json
+
+    lines = [{"key": "t", "ts": T, "value": 1},
+             {"key": "t", "ts": "9999-12-31T00:00:00Z", "value": 2},
+             {"key": "t", "ts": "0001-01-01T00:00:00Z", "value": 3},
+             {"key": "t", "ts": T + 1, "value": 4, "tags": ["a\u0000"]},
+             {"key": "bad key!", "ts": T + 2, "value": 5},
+             {"key": "t", "ts": T + 3, "value": 6}]
+    body = "\n".join(json.dumps({"device_id": device["id"], **line}) for line in lines)
+    response = api.post("/readings/import", {**root, "Content-Type": "application/x-ndjson"},
+                        content=body.encode())
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 2
+    assert [(r["index"], r["reason"].split(":")[0]) for r in result["rejected"]] == [
+        (2, "in the future"), (3, "before 1970-01-01T00"),
+        (4, "NUL character in a tag"), (5, "invalid key")]
