@@ -34,13 +34,21 @@ ingest_router = APIRouter(tags=["readings"])
 _INGEST_RESPONSES = {
     404: {"description": "The device is not one of the caller's"},
     413: {"description": "The body is over the size limit"},
+    422: {"description": "The body is none of the formats, none of its readings can be "
+                         "stored (the problem's `rejected` lists each with its reason), or the "
+                         "database refused its readings (the detail says why)"},
     503: {"description": "Ingestion is saturated or the database is down; see Retry-After"},
 }
 _INGEST_DESCRIPTION = (
     "Answered 202 only after the readings are durably committed. A reading whose sensor and "
     "time are stored already counts as a duplicate and is not stored twice; a bad reading is "
-    "rejected alone with a reason. A body that is none of the formats is a 422; over the size "
-    "limit a 413; when ingestion is saturated a 503 with Retry-After."
+    "rejected alone with a reason: a value that is not a finite number, a time before "
+    "TELEMETRA_MIN_READING_TIME or more than TELEMETRA_MAX_FUTURE_SECONDS ahead (`in the "
+    "future`), a NUL character, `meta` deeper than 16 levels or over 16 KiB, a new key past "
+    "TELEMETRA_MAX_NEW_SENSORS_PER_REQUEST or TELEMETRA_MAX_SENSORS_PER_DEVICE. A body none of "
+    "whose readings can be stored is a 422 carrying the same `rejected`; a body that is none "
+    "of the formats is a 422; over the size limit a 413; a 503 with Retry-After only when "
+    "ingestion is saturated or the database is unavailable."
 )
 
 
