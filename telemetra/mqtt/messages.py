@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from telemetra.kit.errors import Invalid
-from telemetra.readings.decode import DEFAULT_LIMITS, ReadingLimits, decode_body, parse_json
+from telemetra.readings.decode import decode_body, parse_json
+from telemetra.readings.limits import DEFAULT_LIMITS, ReadingLimits
 
 
 class Rejected(Exception):

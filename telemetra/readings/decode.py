@@ -16,10 +16,8 @@ The bodies (API.md, "Ingestion"), with their names in ``FORMAT_NAMES``:
 A source that always sends one of them (a connector) may insist on it (``expect``); ``auto``
 accepts any.
 
-What storage cannot hold, or should not, is refused here, per reading (API.md): a time before
-``ReadingLimits.min_time`` or more than ``max_future`` ahead of the server's clock (a device with
-a wrong clock would otherwise stay every chart's latest value until then), a NUL character in a
-string, ``meta`` nested deeper than ``MAX_META_DEPTH`` or larger than ``MAX_META_BYTES``.
+What storage cannot hold, or should not, is refused here too, per reading (API.md): times out
+of ``ReadingLimits``, NUL characters, ``meta`` past its bounds (``telemetra.readings.limits``).
 """
 
 import json
@@ -27,7 +25,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -36,12 +34,11 @@ import orjson
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_timestamp
 from telemetra.kit.timeutil import utcnow
+from telemetra.readings.limits import DEFAULT_LIMITS, ReadingLimits, Refused, checked_meta
 
 MAX_KEY_LENGTH = 100
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 100
-MAX_META_DEPTH = 16
-MAX_META_BYTES = 16 * 1024
 _KEY = re.compile(r"^[A-Za-z0-9_.:/ -]{1,100}$")
 # The bodies by name, in the order of API.md; a source (a connector) may insist on one.
 _SHAPES = {
@@ -59,22 +56,6 @@ BYTE_ORDERS = tuple(_FLOAT32)
 # The formats that may also come as a list, by the ``_item_kind`` of their items.
 _LISTABLE = {"values": "values", "sensor_type": "single", "bytes": "bytes"}
 _FORMAT_OF_ITEM = {kind: name for name, kind in _LISTABLE.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class ReadingLimits:
-    """The times a reading may have (settings ``TELEMETRA_MIN_READING_TIME``,
-    ``TELEMETRA_MAX_FUTURE_SECONDS``)."""
-
-    min_time: datetime = datetime(1970, 1, 1, tzinfo=UTC)
-    max_future: timedelta = timedelta(seconds=300)
-
-    @property
-    def too_early(self) -> str:
-        return "before " + self.min_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-DEFAULT_LIMITS = ReadingLimits()
 
 
 @dataclass(slots=True)
@@ -102,11 +83,6 @@ class Rejection:
         return out
 
 
-class _Reject(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
 def parse_json(raw: bytes) -> Any:
     """orjson, falling back to the standard parser for NaN/Infinity, which some devices send
     (those readings are then rejected one by one, not the whole body)."""
@@ -122,7 +98,7 @@ def parse_json(raw: bytes) -> Any:
 def _number(value: Any) -> float:
     if type(value) is float:  # the common case first
         if value - value != 0.0:  # NaN or an infinity (only the json fallback makes them)
-            raise _Reject("non-finite value")
+            raise Refused("non-finite value")
         return value
     if isinstance(value, bool):
         return 1.0 if value else 0.0
@@ -130,26 +106,26 @@ def _number(value: Any) -> float:
         try:
             number = float(value)
         except OverflowError:
-            raise _Reject("number out of range") from None
+            raise Refused("number out of range") from None
         if not math.isfinite(number):
-            raise _Reject("non-finite value")
+            raise Refused("non-finite value")
         return number
     if value is None:
-        raise _Reject("missing value")
+        raise Refused("missing value")
     if isinstance(value, str):
-        raise _Reject("string value")
-    raise _Reject(f"{type(value).__name__} value")
+        raise Refused("string value")
+    raise Refused(f"{type(value).__name__} value")
 
 
 def _float32(value: Any, byte_order: str) -> float:
     if not isinstance(value, list) or len(value) != 4:
-        raise _Reject("not four bytes")
+        raise Refused("not four bytes")
     for byte in value:
         if isinstance(byte, bool) or not isinstance(byte, int) or not 0 <= byte <= 255:
-            raise _Reject("byte out of range")
+            raise Refused("byte out of range")
     number = _FLOAT32[byte_order].unpack(bytes(value))[0]
     if not math.isfinite(number):
-        raise _Reject("non-finite value")
+        raise Refused("non-finite value")
     return number
 
 
@@ -161,7 +137,7 @@ def _valid_key(value: str) -> bool:
 def _key(value: Any) -> str:
     # Devices send the same few keys over and over: remember which ones are valid.
     if not isinstance(value, str) or not _valid_key(value):
-        raise _Reject("invalid key: 1 to 100 letters, digits, spaces or _ . : / -")
+        raise Refused("invalid key: 1 to 100 letters, digits, spaces or _ . : / -")
     return value
 
 
@@ -171,11 +147,11 @@ def _time(value: Any, out: "_Collector") -> datetime | None:
     try:
         when = parse_timestamp(value)
     except (ValueError, OverflowError, OSError, TypeError):
-        raise _Reject("invalid timestamp") from None
+        raise Refused("invalid timestamp") from None
     if when > out.latest:
-        raise _Reject("in the future")
+        raise Refused("in the future")
     if when < out.limits.min_time:
-        raise _Reject(out.limits.too_early)
+        raise Refused(out.limits.too_early)
     return when
 
 
@@ -184,10 +160,10 @@ def _tags(value: Any) -> list[str] | None:
         return None
     if (not isinstance(value, list) or len(value) > MAX_TAGS
             or not all(isinstance(t, str) and 0 < len(t) <= MAX_TAG_LENGTH for t in value)):
-        raise _Reject(f"invalid tags: a list of at most {MAX_TAGS} strings")
+        raise Refused(f"invalid tags: a list of at most {MAX_TAGS} strings")
     for tag in value:
         if "\x00" in tag:
-            raise _Reject("NUL character in a tag")
+            raise Refused("NUL character in a tag")
     return value or None
 
 
@@ -195,9 +171,9 @@ def _unit(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 32:
-        raise _Reject("invalid unit: a string of at most 32 characters")
+        raise Refused("invalid unit: a string of at most 32 characters")
     if "\x00" in value:
-        raise _Reject("NUL character in the unit")
+        raise Refused("NUL character in the unit")
     return value
 
 
@@ -207,43 +183,6 @@ def _meta(value: Any) -> dict | None:
     if not isinstance(value, dict):
         raise Invalid("metadata must be an object", loc=["body", "metadata"])
     return value or None
-
-
-def _checked_meta(meta: dict, name: str) -> dict:
-    """``meta`` (a non-empty object) if it is within the bounds. The encoded text answers the
-    common case at C speed: its size, and whether it has brackets or NUL escapes enough to be
-    worth the exact walk (brackets or ``\\u0000`` inside strings only make the walk happen)."""
-    try:
-        encoded = orjson.dumps(meta)
-    except TypeError as exc:  # past orjson's 254 levels, or a lone surrogate (json fallback)
-        if "recursion" in str(exc).lower():
-            raise _Reject(f"{name} nested deeper than {MAX_META_DEPTH} levels") from None
-        raise _Reject(f"invalid {name}: {exc}") from None
-    if len(encoded) > MAX_META_BYTES:
-        raise _Reject(f"{name} larger than {MAX_META_BYTES // 1024} KiB")
-    if (encoded.count(b"{") + encoded.count(b"[") > MAX_META_DEPTH
-            or (b"\\" in encoded and b"\\u0000" in encoded)):
-        _walk_meta(meta, 1, name)
-    return meta
-
-
-def _walk_meta(value: Any, depth: int, name: str) -> None:
-    if depth > MAX_META_DEPTH:
-        raise _Reject(f"{name} nested deeper than {MAX_META_DEPTH} levels")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                raise _Reject(f"NUL character in {name}")
-            if isinstance(item, (dict, list)):
-                _walk_meta(item, depth + 1, name)
-            elif isinstance(item, str) and "\x00" in item:
-                raise _Reject(f"NUL character in {name}")
-    else:
-        for item in value:
-            if isinstance(item, (dict, list)):
-                _walk_meta(item, depth + 1, name)
-            elif isinstance(item, str) and "\x00" in item:
-                raise _Reject(f"NUL character in {name}")
 
 
 class _Collector:
@@ -257,7 +196,7 @@ class _Collector:
     def add(self, build, key: Any = None) -> None:
         try:
             self.readings.append(build())
-        except _Reject as reject:
+        except Refused as reject:
             self.reject(reject.reason, key)
             return
         self.index += 1
@@ -274,8 +213,8 @@ def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
         when = _time(ts, out)
         tag_list = _tags(tags)
         if meta is not None:
-            meta = _checked_meta(meta, "metadata")
-    except _Reject as reject:
+            meta = checked_meta(meta, "metadata")
+    except Refused as reject:
         for key in values:
             out.reject(reject.reason, key)
         return
@@ -283,7 +222,7 @@ def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
     for key, value in values.items():  # the hot loop: no closure per value
         try:
             readings.append(Reading(_key(key), _number(value), when, None, tag_list, meta))
-        except _Reject as reject:
+        except Refused as reject:
             out.reject(reject.reason, key)
             continue
         out.index += 1
@@ -300,8 +239,8 @@ def _single(item: dict, out: _Collector) -> Reading:
 
 def _meta_or_reject(value: Any) -> dict | None:
     if value is not None and not isinstance(value, dict):
-        raise _Reject("invalid meta: an object")
-    return _checked_meta(value, "meta") if value else None
+        raise Refused("invalid meta: an object")
+    return checked_meta(value, "meta") if value else None
 
 
 def _bytes_reading(item: dict, value_key: str, byte_order: str, out: _Collector) -> Reading:
@@ -387,13 +326,13 @@ def screen(readings: list[Reading], limits: ReadingLimits = DEFAULT_LIMITS,
             _key(reading.key)
             if reading.ts is not None:
                 if reading.ts > out.latest:
-                    raise _Reject("in the future")
+                    raise Refused("in the future")
                 if reading.ts < limits.min_time:
-                    raise _Reject(limits.too_early)
+                    raise Refused(limits.too_early)
             _tags(reading.tags)
             _unit(reading.unit)
             _meta_or_reject(reading.meta)
-        except _Reject as reject:
+        except Refused as reject:
             out.rejected.append(Rejection(position, reject.reason, reading.key))
             continue
         kept.append(reading)

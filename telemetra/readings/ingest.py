@@ -22,15 +22,10 @@ from telemetra.kit.timeutil import utcnow
 from telemetra.orgs import service as orgs
 from telemetra.readings import sensortypes
 from telemetra.readings.batches import Row
-from telemetra.readings.decode import (
-    DEFAULT_LIMITS,
-    Reading,
-    ReadingLimits,
-    Rejection,
-    decode_body,
-)
+from telemetra.readings.decode import Reading, Rejection, decode_body
 from telemetra.readings.decode import screen as screen_readings
 from telemetra.readings.flags import is_valid_reading, pack
+from telemetra.readings.limits import DEFAULT_LIMITS, ReadingLimits
 from telemetra.readings.writer import Writer
 from telemetra.sensors.service import SensorCaps, count_device_sensors, places_for
 from telemetra.settings import Settings

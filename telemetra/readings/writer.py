@@ -138,7 +138,8 @@ class Writer:
                 _resolve_error(batch, _unavailable())
                 return
             if len(batch) > 1:  # one request's rows were refused: find it, commit the others
-                await self._drop_connection()
+                if refusal(exc) is None:  # an error of unknown kind: start afresh
+                    await self._drop_connection()
                 half = len(batch) // 2
                 await self._write_batch(batch[:half])
                 await self._write_batch(batch[half:])
