@@ -14,9 +14,10 @@ import pytest
 
 from tests.helpers import device_key
 
-# Spans the 2026 spring-forward (29 March) and fall-back (25 October) in Europe/Brussels.
+# Span the 2026 spring-forward (29 March) and the 2025 fall-back (26 October) in
+# Europe/Brussels: 40 days from either are in the past (readings in the future are refused).
 SPRING = datetime(2026, 3, 27, tzinfo=UTC)
-AUTUMN = datetime(2026, 10, 23, tzinfo=UTC)
+AUTUMN = datetime(2025, 10, 24, tzinfo=UTC)
 
 
 def local_bucket(moment: datetime, interval: str, zone: ZoneInfo, start: datetime) -> datetime:
