@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     ingest_queue_rows: int = Field(default=200_000, gt=0)
     ingest_batch_rows: int = Field(default=50_000, gt=0)
     maintenance_seconds: float = Field(default=3600, gt=0)
+    # Requests' database work: a transaction past this is stopped (503 query_timeout).
+    query_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+    # Connections: the request head must arrive within http_header_timeout_seconds of the
+    # connection (or, on a kept-alive connection, of its first byte); an idle kept-alive
+    # connection is closed after http_keep_alive_seconds.
+    http_header_timeout_seconds: float = Field(default=10, gt=0, le=600)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=600)
     # MQTT (off unless mqtt_url is set): mqtt://user:pass@host:1883 or mqtts://...
     mqtt_url: str | None = Field(default=None, repr=False)
     mqtt_prefix: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
