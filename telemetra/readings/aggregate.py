@@ -91,6 +91,14 @@ def _sqlite_fixed_bucket(interval: Interval, offset: int):
     return ((micros - shift) // width) * width + shift
 
 
+async def _register_calendar(conn: AsyncConnection, interval: Interval, zone: ZoneInfo) -> None:
+    """Give SQLite this query's calendar bucket function."""
+    raw = await conn.get_raw_connection()
+    await raw.driver_connection.create_function(_SQLITE_BUCKET_FN, 1,
+                                                CalendarBuckets(interval, zone),
+                                                deterministic=True)
+
+
 def check_buckets(where: ReadingFilter, interval: Interval, zone: ZoneInfo,
                   offset: int) -> None:
     """Refuse a range of more than MAX_BUCKETS buckets, before any work is done."""
@@ -113,9 +121,7 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
     check_buckets(where, interval, zone, offset)
     dialect = conn.dialect.name
     if dialect == "sqlite" and not interval.fixed:
-        raw = await conn.get_raw_connection()
-        await raw.driver_connection.create_function(
-            _SQLITE_BUCKET_FN, 1, CalendarBuckets(interval, zone), deterministic=True)
+        await _register_calendar(conn, interval, zone)
     statement = _statement(dialect, where.shape, interval, tuple(functions), zone.key, offset,
                            per_sensor)
     rows = await direct_query(statement, conn.dialect).fetch(conn, where.params)
