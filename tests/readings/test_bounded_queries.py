@@ -55,7 +55,8 @@ async def _plant_many(url: str, sensor_id: int, count: int) -> None:
             else:
                 await conn.execute(text(
                     "INSERT INTO readings (sensor_id, ts, value, flags) "
-                    "SELECT :sensor, CAST(:start AS timestamptz) + i * interval '1 second', i % 100, 0 "
+                    "SELECT :sensor, CAST(:start AS timestamptz) + i * interval '1 second', "
+                    "i % 100, 0 "
                     "FROM generate_series(1, :count) AS i"),
                     {"count": count, "sensor": sensor_id, "start": BULK_START})
     finally:
@@ -65,7 +66,8 @@ async def _plant_many(url: str, sensor_id: int, count: int) -> None:
 def _device_with_sensor(server: Server, headers: dict) -> tuple[dict, int]:
     device = httpx.post(server.base + API + "/devices", headers=headers,
                         json={"name": "stall"}).json()
-    response = httpx.post(server.base + API + "/readings", headers={"X-API-Key": device["api_key"]},
+    key = {"X-API-Key": device["api_key"]}
+    response = httpx.post(server.base + API + "/readings", headers=key,
                           json={"ts": "2026-05-01T00:00:00Z", "values": {"t": 1.0}})
     assert response.status_code == 202, response.text
     sensors = httpx.get(server.base + API + "/sensors", headers=headers,
