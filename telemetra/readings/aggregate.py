@@ -10,6 +10,7 @@ counted before any query; whatever the range, the database makes buckets only wh
 are, the answer has at most ``MAX_ROWS`` rows, and the query has the request's time limit.
 """
 
+import asyncio
 from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -129,7 +130,10 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
         raise Invalid(f"the answer would have more than the limit of {MAX_ROWS:,} rows (sensors "
                       "times buckets): narrow the range, select fewer sensors or widen the "
                       "interval", loc=["query", "interval"], limit=MAX_ROWS)
-    return _rows_out(rows, functions, per_sensor)
+    if len(rows) < 1000:
+        return _rows_out(rows, functions, per_sensor)
+    # Up to MAX_ROWS rows are a second of Python: in a thread, so the event loop goes on.
+    return await asyncio.to_thread(_rows_out, rows, functions, per_sensor)
 
 
 @lru_cache(maxsize=512)
