@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url,
+                               query_timeout=settings.query_timeout_seconds)
         app.state.engine = engine
         try:
             await upgrade(engine)

@@ -67,7 +67,10 @@ def serve(
     asyncio.run(_migrate(settings.database_url))
     uvicorn.run("telemetra.app:create_app", factory=True, host=host or settings.host,
                 port=port or settings.port, workers=None if reload else workers, reload=reload,
-                log_level=settings.log_level.lower(), proxy_headers=True)
+                log_level=settings.log_level.lower(), proxy_headers=True,
+                # Idle and slow connections are closed (see telemetra.system.connections).
+                http="telemetra.system.connections:HeadTimeoutProtocol",
+                timeout_keep_alive=settings.http_keep_alive_seconds)
 
 
 @app.command("create-admin")

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     max_future_seconds: float = Field(default=300, ge=0)
     max_new_sensors_per_request: int = Field(default=100, ge=0)
     max_sensors_per_device: int = Field(default=1000, ge=0)
+    # Requests' database work: a transaction past this is stopped (503 query_timeout).
+    query_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+    # Connections: the request head must arrive within http_header_timeout_seconds of the
+    # connection (or, on a kept-alive connection, of its first byte); an idle kept-alive
+    # connection is closed after http_keep_alive_seconds.
+    http_header_timeout_seconds: float = Field(default=10, gt=0, le=600)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=600)
     # MQTT (off unless mqtt_url is set): mqtt://user:pass@host:1883 or mqtts://...
     mqtt_url: str | None = Field(default=None, repr=False)
     mqtt_prefix: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")

@@ -15,12 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def open_transaction(engine: AsyncEngine, *, write: bool) -> AsyncConnection:
-    """A connection with its transaction begun (SQLite writers lock up front, see db.engine)."""
+async def open_transaction(engine: AsyncEngine, *, write: bool,
+                           query_timeout: float | None = None) -> AsyncConnection:
+    """A connection with its transaction begun (SQLite writers lock up front, see db.engine),
+    limited to ``query_timeout`` seconds of database work if given (see db.engine)."""
     conn = await engine.connect()
     try:
         if write and engine.dialect.name == "sqlite":
             conn = await conn.execution_options(sqlite_write=True)
+        if query_timeout:
+            conn = await conn.execution_options(query_timeout=query_timeout)
         await conn.begin()
     except BaseException:
         await conn.close()
@@ -82,7 +86,9 @@ async def get_conn(request: Request) -> AsyncConnection:
     if conn is None:
         write = (request.method not in _SAFE_METHODS
                  or getattr(request.scope.get("endpoint"), "telemetra_writes", False))
-        conn = await open_transaction(request.app.state.engine, write=write)
+        conn = await open_transaction(
+            request.app.state.engine, write=write,
+            query_timeout=request.app.state.settings.query_timeout_seconds)
         state["db_conn"] = conn
     return conn
 

@@ -89,3 +89,12 @@ class Unavailable(TelemetraError):
     status = 503
     code = "unavailable"
     title = "Service Unavailable"
+
+
+class QueryTimeout(TelemetraError):
+    """A query stopped by its time limit: this request asked for more work than the limit
+    allows now (a 503, not a 4xx: the same query may fit when the server is less busy)."""
+
+    status = 503
+    code = "query_timeout"
+    title = "Query Timeout"

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from telemetra.kit.errors import Conflict, TelemetraError, Unavailable
+from telemetra.db.engine import is_query_timeout
+from telemetra.kit.errors import Conflict, QueryTimeout, TelemetraError, Unavailable
 from telemetra.kit.routes import leaf_routes
 
 log = logging.getLogger("telemetra.errors")
@@ -138,6 +139,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and is_query_timeout(exc):
+            seconds = request.app.state.settings.query_timeout_seconds
+            log.warning("query stopped by its time limit (%s s) on %s %s", seconds,
+                        request.method, request.url.path)
+            timeout = QueryTimeout(f"the query took longer than the {seconds:g} s limit: "
+                                   "narrow the time range, select fewer sensors or widen "
+                                   "the interval")
+            return problem(timeout.status, timeout.detail, code=timeout.code,
+                           title=timeout.title)
         if isinstance(exc, DBAPIError) and _is_unstorable_input(exc):
             log.info("request value refused by the database: %s", exc.orig)
             return _unstorable_input()

@@ -1,11 +1,16 @@
 """Windowed aggregation: one row per sensor and bucket; empty buckets are absent.
 
 PostgreSQL computes buckets in SQL (``date_bin`` and ``AT TIME ZONE``). SQLite has no time
-zone data: fixed widths are integer arithmetic on epoch microseconds, calendar buckets use
-boundaries computed here (local midnights, with their 23- and 25-hour days) through a
-function registered on the connection.
+zone data: fixed widths are integer arithmetic on epoch microseconds, calendar buckets come
+from a function registered on the connection (local midnights, with their 23- and 25-hour
+days), worked out for the readings it meets.
+
+Bounded work: a range (``start`` and ``end`` given) may span at most ``MAX_BUCKETS`` buckets,
+counted before any query; whatever the range, the database makes buckets only where readings
+are, the answer has at most ``MAX_ROWS`` rows, and the query has the request's time limit.
 """
 
+import asyncio
 from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -28,9 +33,9 @@ from telemetra.db.tables import readings, sensors
 from telemetra.db.types import ReadingTime
 from telemetra.kit.errors import Invalid
 from telemetra.readings.buckets import (
-    BoundaryIndex,
+    CalendarBuckets,
     Interval,
-    calendar_boundaries,
+    bucket_count,
     fixed_offset_seconds,
 )
 from telemetra.readings.query import (
@@ -42,6 +47,7 @@ from telemetra.readings.query import (
 
 FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 MAX_ROWS = 100_000
+MAX_BUCKETS = 100_000
 _SQLITE_BUCKET_FN = "telemetra_bucket"
 
 
@@ -86,24 +92,24 @@ def _sqlite_fixed_bucket(interval: Interval, offset: int):
     return ((micros - shift) // width) * width + shift
 
 
-async def _register_calendar(conn: AsyncConnection, where: ReadingFilter, interval: Interval,
-                             zone: ZoneInfo) -> bool:
-    """Give SQLite this query's calendar boundaries; False when nothing is selected."""
-    start, end = where.start, where.end
-    if start is None or end is None:
-        bounds = (await conn.execute(
-            select(func.min(readings.c.ts), func.max(readings.c.ts))
-            .where(readings.c.sensor_id.in_(where.sensor_ids()), *where.reading_clauses()),
-            where.params)).one()
-        if bounds[0] is None:
-            return False
-        start = start or bounds[0]
-        end = end or bounds[1]
-    index = BoundaryIndex(calendar_boundaries(start, end, interval, zone))
+async def _register_calendar(conn: AsyncConnection, interval: Interval, zone: ZoneInfo) -> None:
+    """Give SQLite this query's calendar bucket function."""
     raw = await conn.get_raw_connection()
-    await raw.driver_connection.create_function(_SQLITE_BUCKET_FN, 1, index,
+    await raw.driver_connection.create_function(_SQLITE_BUCKET_FN, 1,
+                                                CalendarBuckets(interval, zone),
                                                 deterministic=True)
-    return True
+
+
+def check_buckets(where: ReadingFilter, interval: Interval, zone: ZoneInfo,
+                  offset: int) -> None:
+    """Refuse a range of more than MAX_BUCKETS buckets, before any work is done."""
+    if where.start is None or where.end is None:
+        return  # open: only buckets holding readings are made, at most MAX_ROWS rows
+    count = bucket_count(where.start, where.end, interval, zone, offset)
+    if count > MAX_BUCKETS:
+        raise Invalid(f"interval: {interval} buckets from start to end would be {count:,}, "
+                      f"more than the limit of {MAX_BUCKETS:,}: narrow the range or widen the "
+                      "interval", loc=["query", "interval"], limit=MAX_BUCKETS, buckets=count)
 
 
 async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Interval,
@@ -113,17 +119,21 @@ async def aggregate(conn: AsyncConnection, where: ReadingFilter, interval: Inter
     selected sensors (rows per bucket only)."""
     where.check_range()
     offset = fixed_offset_seconds(zone, where.start or datetime.now(UTC))
+    check_buckets(where, interval, zone, offset)
     dialect = conn.dialect.name
     if dialect == "sqlite" and not interval.fixed:
-        if not await _register_calendar(conn, where, interval, zone):
-            return []
+        await _register_calendar(conn, interval, zone)
     statement = _statement(dialect, where.shape, interval, tuple(functions), zone.key, offset,
                            per_sensor)
     rows = await direct_query(statement, conn.dialect).fetch(conn, where.params)
     if len(rows) > MAX_ROWS:
-        raise Invalid(f"more than {MAX_ROWS} buckets: narrow the range or widen the interval",
-                      loc=["query", "interval"])
-    return _rows_out(rows, functions, per_sensor)
+        raise Invalid(f"the answer would have more than the limit of {MAX_ROWS:,} rows (sensors "
+                      "times buckets): narrow the range, select fewer sensors or widen the "
+                      "interval", loc=["query", "interval"], limit=MAX_ROWS)
+    if len(rows) < 1000:
+        return _rows_out(rows, functions, per_sensor)
+    # Up to MAX_ROWS rows are a second of Python: in a thread, so the event loop goes on.
+    return await asyncio.to_thread(_rows_out, rows, functions, per_sensor)
 
 
 @lru_cache(maxsize=512)
@@ -139,7 +149,6 @@ def _statement(dialect: str, shape: tuple, interval: Interval, functions: tuple[
         bucket = _sqlite_fixed_bucket(interval, offset)
     else:
         bucket = getattr(func, _SQLITE_BUCKET_FN)(readings.c.ts)
-        where.append(bucket.is_not(None))  # outside the boundaries registered for the query
     # One sensor (sensor_id given): its readings grouped by bucket alone, labelled after.
     one_sensor = per_sensor and shape[0]
     if per_sensor and not one_sensor:

@@ -10,7 +10,6 @@
 """
 
 import re
-from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +21,8 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600}
 MAX_FIXED_SECONDS = 86_400  # longer fixed widths are written in d/w/mo
 EPOCH_DAY = date(1970, 1, 1)
 EPOCH_MONDAY = date(1970, 1, 5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MICROS = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -103,17 +104,28 @@ def _next_calendar(day: date, interval: Interval) -> date:
     return date(months // 12, months % 12 + 1, 1)
 
 
-def calendar_boundaries(start: datetime, end: datetime, interval: Interval,
-                        zone: ZoneInfo) -> list[datetime]:
-    """UTC instants where calendar buckets start, from the bucket holding ``start`` to the one
-    after the bucket holding ``end``."""
-    day = calendar_start(start.astimezone(zone).date(), interval)
-    last = end.astimezone(zone).date()
-    out = [_local_midnight(day, zone)]
-    while day <= last:
-        day = _next_calendar(day, interval)
-        out.append(_local_midnight(day, zone))
-    return out
+def _local_date(moment: datetime, zone: ZoneInfo) -> date:
+    try:
+        return moment.astimezone(zone).date()
+    except OverflowError:  # within a day of year 1 or 9999: the UTC date is close enough
+        return moment.date()
+
+
+def bucket_count(start: datetime, end: datetime, interval: Interval, zone: ZoneInfo,
+                 offset_seconds: int = 0) -> int:
+    """How many buckets the range from ``start`` to ``end`` spans (arithmetic only, before
+    any query: this is what bounds a request's work)."""
+    if interval.fixed:
+        width = timedelta(seconds=interval.seconds)
+        shift = _EPOCH + timedelta(seconds=offset_seconds)
+        return (end - shift) // width - (start - shift) // width + 1
+    first = calendar_start(_local_date(start, zone), interval)
+    last = calendar_start(_local_date(end, zone), interval)
+    if interval.unit == "mo":
+        months = (last.year - first.year) * 12 + last.month - first.month
+        return months // interval.count + 1
+    days = interval.count * (7 if interval.unit == "w" else 1)
+    return (last - first).days // days + 1
 
 
 def bucket_of(moment: datetime, interval: Interval, zone: ZoneInfo,
@@ -126,14 +138,37 @@ def bucket_of(moment: datetime, interval: Interval, zone: ZoneInfo,
     return _local_midnight(calendar_start(moment.astimezone(zone).date(), interval), zone)
 
 
-class BoundaryIndex:
-    """Assign epoch-microsecond times to precomputed boundaries (SQLite's bucket function)."""
+class CalendarBuckets:
+    """SQLite's bucket function for calendar intervals: epoch microseconds to the start of
+    their bucket, worked out as readings come (a query touches only the buckets that hold
+    readings, whatever its range). Readings come in time order per sensor, so the last
+    bucket found almost always holds the next reading too."""
 
-    def __init__(self, boundaries: list[datetime]) -> None:
+    def __init__(self, interval: Interval, zone: ZoneInfo) -> None:
+        self.interval, self.zone = interval, zone
+        self.low = self.high = 0  # the last bucket found, [low, high)
+
+    def __call__(self, ts: int) -> int:
+        if not self.low <= ts < self.high:
+            try:
+                self.low, self.high = self._bucket(ts)
+            except OverflowError:  # local time before year 1: the UTC day
+                day = 86_400_000_000
+                self.low, self.high = ts // day * day, ts // day * day + day
+        return self.low
+
+    def _bucket(self, ts: int) -> tuple[int, int]:
         from telemetra.db.types import to_micros
 
-        self.micros = [to_micros(b) for b in boundaries]
-
-    def __call__(self, ts: int) -> int | None:
-        i = bisect_right(self.micros, ts) - 1
-        return self.micros[i] if 0 <= i < len(self.micros) - 1 else None
+        moment = _EPOCH + timedelta(microseconds=ts)
+        day = calendar_start(_local_date(moment, self.zone), self.interval)
+        low = to_micros(_local_midnight(day, self.zone))
+        try:
+            high = to_micros(_local_midnight(_next_calendar(day, self.interval), self.zone))
+        except OverflowError:  # the last bucket before year 10000
+            high = _MAX_MICROS
+        if ts < low:  # before a midnight that a daylight-saving gap moved: the day before
+            high = low
+            low = to_micros(_local_midnight(calendar_start(day - timedelta(days=1),
+                                                           self.interval), self.zone))
+        return low, high

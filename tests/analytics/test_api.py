@@ -35,3 +35,11 @@ def test_trend_is_one_series_across_devices_of_a_group(api, root):
     assert everyone["items"][0]["value"] == 33.0 and everyone["items"][0]["count"] == 12
     bad = api.get("/analytics/trends", root, params={"key": "t", "fn": "mode"})
     assert bad.status_code == 422
+
+
+def test_a_trend_over_more_than_100000_buckets_is_a_422(api, root):
+    response = api.get("/analytics/trends", root, params={
+        "key": "t", "interval": "1d", "start": "0001-01-01", "end": "9999-12-31"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "interval"]
+    assert "100,000" in response.json()["detail"]

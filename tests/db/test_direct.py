@@ -99,7 +99,7 @@ def test_aggregate_rows_are_the_same(database_url, stored, backend, interval, fu
 
     async def register(conn):
         if backend == "sqlite" and not parsed.fixed:
-            await aggregate._register_calendar(conn, where, parsed, ZoneInfo(zone))
+            await aggregate._register_calendar(conn, parsed, ZoneInfo(zone))
 
     expected, got = both_ways(database_url, statement, where.params, register)
     assert expected, "the case must select something"

@@ -161,3 +161,55 @@ def test_bad_aggregation_parameters_are_422(api, root, device, params, field):
     response = api.get("/readings/aggregate", root, params={"device_id": device["id"], **params})
     assert response.status_code == 422
     assert field in response.json()["detail"]
+
+
+@pytest.mark.parametrize("interval, start, end, buckets", [
+    ("1d", "0001-01-01", "9999-12-31", 3_652_059),
+    ("1s", "2026-05-01T00:00:00Z", "2026-05-03T00:00:00Z", 172_801),
+    ("1mo", "0001-01-01", "9999-12-31", 119_988),
+    ("1m", "2026-01-01T00:00:00Z", "2026-12-31T00:00:00Z", 524_161),
+])
+def test_a_range_of_more_than_100000_buckets_is_a_422_naming_the_limit(api, root, device,
+                                                                      interval, start, end,
+                                                                      buckets):
+    response = api.get("/readings/aggregate", root, params={
+        "device_id": device["id"], "interval": interval, "start": start, "end": end})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["errors"][0]["loc"] == ["query", "interval"]
+    assert "100,000" in problem["detail"] and f"{buckets:,}" in problem["detail"]
+    assert problem["limit"] == 100_000 and problem["buckets"] == buckets
+
+
+def test_a_range_of_100000_buckets_or_fewer_is_answered(api, root, device):
+    load(api, device, [(datetime(2026, 5, 1, 12, tzinfo=UTC), 3.0)])
+    response = api.get("/readings/aggregate", root, params={
+        "device_id": device["id"], "interval": "1s", "start": "2026-05-01T00:00:00Z",
+        "end": "2026-05-02T00:00:00Z"})  # 86,401 buckets
+    assert response.status_code == 200
+    assert [item["avg"] for item in response.json()["items"]] == [3.0]
+
+
+@pytest.mark.parametrize("zone_name", ["UTC", "Europe/Brussels", "America/St_Johns"])
+@pytest.mark.parametrize("interval", ["15m", "1h", "1d", "3d", "1w", "2w", "1mo", "5mo"])
+def test_bucket_count_is_the_number_of_buckets_the_range_spans(zone_name, interval):
+    from telemetra.readings.buckets import (
+        bucket_count,
+        bucket_of,
+        fixed_offset_seconds,
+        parse_interval,
+    )
+
+    zone, parsed = ZoneInfo(zone_name), parse_interval(interval)
+    rng = random.Random(hash((zone_name, interval)) & 0xFFFF)
+    step = timedelta(minutes=5) if parsed.fixed else timedelta(hours=1)
+    for _ in range(5):
+        start = SPRING + timedelta(minutes=rng.randrange(400 * 1440))
+        end = start + timedelta(minutes=rng.randrange(1, (3 if parsed.fixed else 400) * 1440))
+        offset = fixed_offset_seconds(zone, start)
+        seen, moment = set(), start
+        while moment < end:
+            seen.add(bucket_of(moment, parsed, zone, offset))
+            moment += step
+        seen.add(bucket_of(end, parsed, zone, offset))
+        assert bucket_count(start, end, parsed, zone, offset) == len(seen), (start, end)
