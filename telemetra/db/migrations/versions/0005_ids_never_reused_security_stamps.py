@@ -9,8 +9,8 @@ with foreign keys off on SQLite, so dropping the old table does not cascade to i
 and checks every key before committing. PostgreSQL's sequences never reuse ids: nothing to do.
 
 Access tokens now carry the user's security stamp and their session (the refresh-token
-family), both checked on every request; revoked_access_tokens, which logout filled, is no
-longer needed.
+family), both checked on every request (an index on (family, revoked_at) keeps that one
+seek); revoked_access_tokens, which logout filled, is no longer needed.
 
 Revision ID: 0005
 Revises: 0004
@@ -46,6 +46,10 @@ def upgrade() -> None:
         bind.execute(sa.text("UPDATE users SET security_stamp = :stamp WHERE id = :id"),
                      [{"id": i, "stamp": secrets.token_hex(16)} for i in ids])
     op.drop_table("revoked_access_tokens")
+    # The per-request session check: one seek, however many tokens a family or user has.
+    op.drop_index("ix_refresh_tokens_family", table_name="refresh_tokens")
+    op.create_index("ix_refresh_tokens_family_revoked_at", "refresh_tokens",
+                    ["family", "revoked_at"], unique=False)
     if bind.dialect.name != "sqlite":
         op.alter_column("users", "security_stamp", nullable=False)
         return
@@ -69,6 +73,9 @@ def downgrade() -> None:
     )
     op.create_index(op.f("ix_revoked_access_tokens_expires_at"), "revoked_access_tokens",
                     ["expires_at"], unique=False)
+    op.drop_index("ix_refresh_tokens_family_revoked_at", table_name="refresh_tokens")
+    op.create_index(op.f("ix_refresh_tokens_family"), "refresh_tokens", ["family"],
+                    unique=False)
     if bind.dialect.name != "sqlite":
         op.drop_column("users", "security_stamp")
         return
