@@ -26,9 +26,37 @@ def _settings():
         raise typer.Exit(2) from None
 
 
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_REDACT = {"()": "telemetra.kit.redact.RedactCredentials"}
+
+
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log to stderr with credentials redacted (telemetra.kit.redact) from every record."""
+    from telemetra.kit.redact import RedactCredentials
+
+    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactCredentials) for f in handler.filters):
+            handler.addFilter(RedactCredentials())
+
+
+def _uvicorn_log_config(level: str) -> dict:
+    """uvicorn's own logging, with the redacting filter on its access and error handlers, and
+    the root logger's (Telemetra's) handler too: uvicorn applies this in every worker process,
+    where ``_configure_logging`` never ran."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_credentials": _REDACT}
+    config["formatters"]["telemetra"] = {"format": _LOG_FORMAT}
+    config["handlers"]["telemetra"] = {"class": "logging.StreamHandler",
+                                       "stream": "ext://sys.stderr", "formatter": "telemetra"}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact_credentials"]
+    config["root"] = {"handlers": ["telemetra"], "level": level.upper()}
+    return config
 
 
 async def _migrate(database_url: str) -> None:
@@ -70,7 +98,9 @@ def serve(
                 log_level=settings.log_level.lower(), proxy_headers=True,
                 # Idle and slow connections are closed (see telemetra.system.connections).
                 http="telemetra.system.connections:HeadTimeoutProtocol",
-                timeout_keep_alive=settings.http_keep_alive_seconds)
+                timeout_keep_alive=settings.http_keep_alive_seconds,
+
+                log_config=_uvicorn_log_config(settings.log_level))
 
 
 @app.command("create-admin")

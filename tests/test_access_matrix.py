@@ -159,7 +159,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
 }
 
 # Routes that spend the caller's credentials: every principal calls them with fresh ones.
-CONSUMES_CREDENTIALS = {("POST", "/auth/logout")}
+CONSUMES_CREDENTIALS = {("POST", "/auth/logout"), ("POST", "/auth/password")}
 
 # Writes whose ids are checked per row: another organization's id selects nothing, so a 2xx
 # whose named count is 0 and that changed nothing is fine. Elsewhere an id in a write names an
@@ -301,20 +301,22 @@ class World:
             kwargs = {} if body is None else {"json": body}
         return self.api.client.request(method, path, headers=headers, params=query, **kwargs)
 
-    def token(self, user_id: int, *, expired: bool = False) -> str:
-        """An access token signed with the test secret (what a login would hand out)."""
+    def expired(self, headers: dict) -> str:
+        """The access token in ``headers`` as if a login had handed it out an hour ago
+        (re-signed with the test secret: same user, stamp and session, expired)."""
+        token = headers["Authorization"].removeprefix("Bearer ")
+        claims = jwt.decode(token, self.settings.secret_key, algorithms=["HS256"],
+                            options={"verify_exp": False})
         now = int(time.time())
-        exp = now - 60 if expired else now + 600
-        return jwt.encode({"sub": str(user_id), "jti": uuid.uuid4().hex, "iat": now - 3600,
-                           "exp": exp, "typ": "access"}, self.settings.secret_key,
-                          algorithm="HS256")
+        claims.update(jti=uuid.uuid4().hex, iat=now - 3600, exp=now - 60)
+        return jwt.encode(claims, self.settings.secret_key, algorithm="HS256")
 
     def fresh_headers(self, principal: Principal) -> dict:
         """New credentials of the same kind, for a call that may spend them (logout)."""
         if principal.name == "expired":
-            return bearer(self.token(principal.user_id, expired=True))
+            return bearer(self.expired(principal.headers))
         if principal.name == "deactivated":  # cannot log in: the same as its old token
-            return bearer(self.token(principal.user_id))
+            return principal.headers
         if principal.password:
             return self.api.login(principal.username, principal.password)
         return principal.headers
@@ -647,7 +649,7 @@ def build_world(api: Api, settings) -> World:
                                       device_id=attacker["id"])
 
     principals["anonymous"] = Principal("anonymous", {}, home)
-    expired = world.token(owner_user["id"], expired=True)  # the owner's, an hour old
+    expired = world.expired(owner_headers)  # the owner's, an hour old
     principals["expired"] = Principal("expired", bearer(expired), home, owner_user["id"])
     gone, gone_headers = api.add_user(owner_headers, MEMBER, password=PASSWORD)
     assert api.get("/auth/me", gone_headers).status_code == 200  # the token did work
@@ -813,6 +815,10 @@ def test_roles(world: World, method, template, principal_name, variant):
         _assert_present(before)
 
     response = world.call(method, template, _ids(objects), headers, body, query)
+    if key == ("POST", "/auth/password") and response.status_code == 200:
+        # Every earlier token of the user ended, the shared ones too (the same dict as the
+        # organization's owner headers): carry on with the fresh pair's.
+        principal.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
     assert response.status_code < 500, response.text
     if expected == "allowed":

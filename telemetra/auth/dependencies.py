@@ -1,7 +1,6 @@
 """Who is calling: a user (access JWT) or a device (its ``tdk_`` key), and what they may do."""
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,7 +9,7 @@ from sqlalchemy import exists, select
 
 from telemetra.auth.roles import Role
 from telemetra.auth.tokens import decode_access_token
-from telemetra.db.tables import devices, revoked_access_tokens, users
+from telemetra.db.tables import devices, refresh_tokens, users
 from telemetra.kit.db import ConnDep
 from telemetra.kit.errors import Forbidden, Unauthorized
 from telemetra.kit.secrets import same_hash
@@ -31,8 +30,7 @@ class AuthUser:
     username: str
     role: Role
     is_superadmin: bool
-    token_id: str
-    token_expires_at: datetime
+    session_id: str  # the refresh-token family the access token was issued with
 
 
 @dataclass(frozen=True)
@@ -62,19 +60,27 @@ async def _device_from_key(request: Request, conn, key: str) -> AuthDevice:
 
 async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
     claims = decode_access_token(token, request.app.state.settings.secret_key)
-    revoked = exists().where(revoked_access_tokens.c.jti == claims.jti)
+    # One query on every request, two index seeks: the user as they are now, if the token's
+    # stamp is still theirs, and whether its session lives (a revoked family has no token
+    # left unrevoked). No user_id term in the subquery: SQLite would then scan all of the
+    # user's refresh tokens; the signed token already ties the family to its user.
+    session_live = exists().where(refresh_tokens.c.family == claims.session_id,
+                                  refresh_tokens.c.revoked_at.is_(None))
     row = (await conn.execute(
         select(users.c.id, users.c.organization_id, users.c.username, users.c.role,
-               users.c.is_superadmin, users.c.is_active, revoked.label("revoked"))
-        .where(users.c.id == claims.user_id)
+               users.c.is_superadmin, users.c.is_active, session_live.label("session_live"))
+        .where(users.c.id == claims.user_id, users.c.security_stamp == claims.security_stamp)
     )).first()
-    if row is None or row.revoked:
+    if row is None:
         raise Unauthorized("access token is no longer valid")
     if not row.is_active:
         raise Unauthorized("this account is deactivated")
+    if not row.session_live:
+        raise Unauthorized("this session has ended (logout, password change or refresh "
+                           "token reuse); log in again")
     return AuthUser(id=row.id, organization_id=row.organization_id, username=row.username,
                     role=Role(row.role), is_superadmin=bool(row.is_superadmin),
-                    token_id=claims.jti, token_expires_at=claims.expires_at)
+                    session_id=claims.session_id)
 
 
 async def _authenticate(request: Request, conn, bearer: str | None,

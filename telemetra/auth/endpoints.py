@@ -91,7 +91,8 @@ async def _login_body(request: Request) -> LoginRequest:
 async def login(request: Request, conn: ConnDep):
     body = await _login_body(request)
     user = await service.authenticate(conn, body.identity, body.password)
-    return await service.issue_tokens(conn, user["id"], request.app.state.settings)
+    return await service.issue_tokens(conn, user["id"], user["security_stamp"],
+                                      request.app.state.settings)
 
 
 @router.post("/refresh", response_model=TokenPair, summary="Rotate a refresh token",
@@ -109,7 +110,9 @@ async def refresh_tokens(body: RefreshRequest, conn: ConnDep, request: Request):
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT,
-             summary="Revoke the access token and the refresh token's session")
+             summary="End this session: its access and refresh tokens",
+             description="With or without a body. A `refresh_token` of another of your "
+                         "sessions in the body ends that session too.")
 async def logout(conn: ConnDep, user: CurrentUser,
                  body: Annotated[LogoutRequest | None, Body()] = None):
     await service.logout(conn, user, body.refresh_token if body else None)
@@ -124,9 +127,12 @@ async def me(conn: ConnDep, user: CurrentUser):
     return {**row, "organization": {"id": user.organization_id, "name": org_name}}
 
 
-@router.post("/password", status_code=status.HTTP_204_NO_CONTENT,
-             summary="Change your own password (other sessions end)")
-async def change_password(body: PasswordChange, conn: ConnDep, user: CurrentUser):
-    await service.change_password(conn, user, body)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/password", response_model=TokenPair,
+             summary="Change your own password; every earlier token ends",
+             responses={403: {"description": "The current password is not correct"}},
+             description="Every token issued before, of every session and this one's too, "
+                         "stops working at once. The answer is a fresh pair for this session.")
+async def change_password(body: PasswordChange, conn: ConnDep, user: CurrentUser,
+                          request: Request):
+    return await service.change_password(conn, user, body, request.app.state.settings)
 

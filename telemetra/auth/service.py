@@ -5,7 +5,7 @@ import secrets
 from datetime import timedelta
 
 from anyio import to_thread
-from sqlalchemy import delete, insert, or_, select, text, update
+from sqlalchemy import insert, or_, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,7 +14,7 @@ from telemetra.auth.dependencies import AuthUser
 from telemetra.auth.passwords import hash_password, verify_password
 from telemetra.auth.roles import Role
 from telemetra.auth.schemas import PasswordChange, SignupRequest
-from telemetra.db.tables import refresh_tokens, revoked_access_tokens, users
+from telemetra.db.tables import new_security_stamp, refresh_tokens, users
 from telemetra.kit.db import open_transaction
 from telemetra.kit.errors import Conflict, Forbidden, Unauthorized
 from telemetra.kit.secrets import token_hash
@@ -53,7 +53,8 @@ async def insert_user(conn: AsyncConnection, *, organization_id: int, username: 
     return await conn.scalar(insert(users).values(
         organization_id=organization_id, username=username, email=email, full_name=full_name,
         password_hash=await hash_password_async(password), role=role.value,
-        is_superadmin=is_superadmin, is_active=True, created_at=now, updated_at=now,
+        is_superadmin=is_superadmin, is_active=True, security_stamp=new_security_stamp(),
+        created_at=now, updated_at=now,
     ).returning(users.c.id))
 
 
@@ -89,19 +90,24 @@ async def authenticate(conn: AsyncConnection, identity: str, password: str) -> R
     return row
 
 
-async def issue_tokens(conn: AsyncConnection, user_id: int, settings: Settings,
-                       family: str | None = None) -> dict:
-    access, expires_in = tokens.issue_access_token(user_id, settings.secret_key,
+async def issue_tokens(conn: AsyncConnection, user_id: int, security_stamp: str,
+                       settings: Settings, family: str | None = None) -> dict:
+    """A new pair: in a new session (login), or in ``family``'s (refresh, password change)."""
+    family = family or secrets.token_hex(16)
+    access, expires_in = tokens.issue_access_token(user_id, security_stamp, family,
+                                                   settings.secret_key,
                                                    settings.access_token_minutes)
     refresh = tokens.new_refresh_token()
     await conn.execute(insert(refresh_tokens).values(
-        user_id=user_id, family=family or secrets.token_hex(16), token_hash=token_hash(refresh),
+        user_id=user_id, family=family, token_hash=token_hash(refresh),
         expires_at=utcnow() + timedelta(days=settings.refresh_token_days), created_at=utcnow()))
     return {"access_token": access, "refresh_token": refresh, "token_type": "bearer",
             "expires_in": expires_in}
 
 
 async def revoke_family(conn: AsyncConnection, family: str) -> None:
+    """End a session: its refresh tokens no longer rotate and its access tokens no longer
+    authenticate (auth.dependencies looks for a live token of the family)."""
     await conn.execute(update(refresh_tokens)
                        .where(refresh_tokens.c.family == family,
                               refresh_tokens.c.revoked_at.is_(None))
@@ -109,6 +115,7 @@ async def revoke_family(conn: AsyncConnection, family: str) -> None:
 
 
 async def revoke_user_sessions(conn: AsyncConnection, user_id: int) -> None:
+    """End every session of the user, with their access tokens."""
     await conn.execute(update(refresh_tokens)
                        .where(refresh_tokens.c.user_id == user_id,
                               refresh_tokens.c.revoked_at.is_(None))
@@ -123,7 +130,7 @@ async def refresh(conn: AsyncConnection, token: str, settings: Settings) -> dict
     that revocation and answer 401.
     """
     row = (await conn.execute(
-        select(refresh_tokens, users.c.is_active)
+        select(refresh_tokens, users.c.is_active, users.c.security_stamp)
         .join(users, users.c.id == refresh_tokens.c.user_id)
         .where(refresh_tokens.c.token_hash == token_hash(token))
     )).mappings().first()
@@ -137,32 +144,35 @@ async def refresh(conn: AsyncConnection, token: str, settings: Settings) -> dict
         raise Unauthorized("this account is deactivated")
     await conn.execute(update(refresh_tokens).where(refresh_tokens.c.id == row["id"])
                        .values(spent_at=utcnow()))
-    return await issue_tokens(conn, row["user_id"], settings, family=row["family"])
+    return await issue_tokens(conn, row["user_id"], row["security_stamp"], settings,
+                              family=row["family"])
 
 
 async def logout(conn: AsyncConnection, user: AuthUser, refresh_token: str | None) -> None:
-    """Revoke the access token in use and, if given, the refresh token's whole family."""
-    # Revocations of tokens that have expired anyway are no longer needed.
-    await conn.execute(delete(revoked_access_tokens)
-                       .where(revoked_access_tokens.c.expires_at < utcnow()))
-    await conn.execute(insert(revoked_access_tokens).values(
-        jti=user.token_id, expires_at=user.token_expires_at))
+    """End the caller's session (its access and refresh tokens) and, if a refresh token of
+    another of the user's sessions is given, that session too."""
+    await revoke_family(conn, user.session_id)
     if refresh_token:
         family = await conn.scalar(select(refresh_tokens.c.family).where(
             refresh_tokens.c.token_hash == token_hash(refresh_token),
             refresh_tokens.c.user_id == user.id))
-        if family is not None:
+        if family is not None and family != user.session_id:
             await revoke_family(conn, family)
 
 
-async def change_password(conn: AsyncConnection, user: AuthUser, body: PasswordChange) -> None:
+async def change_password(conn: AsyncConnection, user: AuthUser, body: PasswordChange,
+                          settings: Settings) -> dict:
+    """Every token issued before ends, this session's too; this session goes on with the
+    fresh pair returned."""
     current = await conn.scalar(select(users.c.password_hash).where(users.c.id == user.id))
     if not await verify_password_async(current, body.current_password):
         raise Forbidden("the current password is not correct")
+    stamp = new_security_stamp()  # ends every access token: they carry the old one
     await conn.execute(update(users).where(users.c.id == user.id).values(
-        password_hash=await hash_password_async(body.new_password), updated_at=utcnow()))
-    # Other sessions end: their refresh tokens no longer rotate.
-    await revoke_user_sessions(conn, user.id)
+        password_hash=await hash_password_async(body.new_password), security_stamp=stamp,
+        updated_at=utcnow()))
+    await revoke_user_sessions(conn, user.id)  # and every refresh token
+    return await issue_tokens(conn, user.id, stamp, settings, family=user.session_id)
 
 
 async def ensure_superadmin(conn: AsyncConnection, settings: Settings) -> None:

@@ -2,7 +2,13 @@
 
 Org-owned tables carry ``organization_id`` themselves so that every query is scoped the
 same way (see ``telemetra.kit.scoping``), without joins through parents.
+
+Every surrogate ``id`` is never given twice: ids appear in tokens, keys and URLs, and SQLite
+without AUTOINCREMENT hands a deleted row's id (the highest) to the next row (PostgreSQL's
+sequences never go back). Hence ``**NEVER_REUSE_IDS`` on each such table (migration 0005).
 """
+
+import secrets
 
 from sqlalchemy import (
     Boolean,
@@ -35,6 +41,13 @@ metadata = MetaData(
 )
 
 
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
+def new_security_stamp() -> str:
+    return secrets.token_hex(16)
+
+
 def _timestamps() -> list[Column]:
     return [
         Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
@@ -57,6 +70,7 @@ organizations = Table(
     Column("retention_days", Integer, nullable=False, server_default="365"),
     Column("invalid_tags", JSONType, nullable=False),
     *_timestamps(),
+    **NEVER_REUSE_IDS,
 )
 
 users = Table(
@@ -70,7 +84,11 @@ users = Table(
     Column("role", String(20), nullable=False, server_default="member"),
     Column("is_superadmin", Boolean, nullable=False, server_default=false()),
     Column("is_active", Boolean, nullable=False, server_default=true()),
+    # Carried in every access token and compared on every request: a new stamp (password
+    # change) ends every token issued before it, and a token never fits another user.
+    Column("security_stamp", String(32), nullable=False, default=new_security_stamp),
     *_timestamps(),
+    **NEVER_REUSE_IDS,
 )
 
 refresh_tokens = Table(
@@ -78,19 +96,17 @@ refresh_tokens = Table(
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
            index=True),
-    Column("family", String(64), nullable=False, index=True),
+    Column("family", String(64), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("spent_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
-)
-
-# Access tokens revoked by logout before they expire; rows past expires_at can be purged.
-revoked_access_tokens = Table(
-    "revoked_access_tokens", metadata,
-    Column("jti", String(64), primary_key=True),
-    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    # Every request asks "has this family a token not revoked?": one seek here, however
+    # many tokens the family or the user has (on family alone, or user_id, SQLite scanned
+    # all of a user's tokens).
+    Index("ix_refresh_tokens_family_revoked_at", "family", "revoked_at"),
+    **NEVER_REUSE_IDS,
 )
 
 sites = Table(
@@ -105,6 +121,7 @@ sites = Table(
     Column("timezone", String(64), nullable=True),
     *_timestamps(),
     UniqueConstraint("organization_id", "name"),
+    **NEVER_REUSE_IDS,
 )
 
 devices = Table(
@@ -127,6 +144,7 @@ devices = Table(
     # last_seen + offline_after_seconds, kept so "online" is a plain indexed comparison.
     Column("online_until", UTCDateTime, nullable=True, index=True),
     *_timestamps(),
+    **NEVER_REUSE_IDS,
 )
 
 sensors = Table(
@@ -145,6 +163,7 @@ sensors = Table(
     Column("last_ts", UTCDateTime, nullable=True),
     *_timestamps(),
     UniqueConstraint("device_id", "key"),
+    **NEVER_REUSE_IDS,
 )
 
 groups = Table(
@@ -156,6 +175,7 @@ groups = Table(
     Column("color", String(32), nullable=True),
     *_timestamps(),
     UniqueConstraint("organization_id", "name"),
+    **NEVER_REUSE_IDS,
 )
 
 group_members = Table(
@@ -175,6 +195,7 @@ device_logs = Table(
     Column("level", String(16), nullable=False),
     Column("message", Text, nullable=False),
     Index("ix_device_logs_device_ts", "device_id", "ts"),
+    **NEVER_REUSE_IDS,
 )
 
 # The hot table. The primary key (sensor_id, ts) is also what makes a re-sent reading a
@@ -213,6 +234,7 @@ commands = Table(
     Column("completed_at", UTCDateTime, nullable=True),
     *_timestamps(),
     Index("ix_commands_device_status", "device_id", "status"),
+    **NEVER_REUSE_IDS,
 )
 
 # Data from elsewhere: ``http_pull`` fetches ``url`` every ``interval_seconds``;
@@ -237,4 +259,5 @@ connectors = Table(
     Column("last_error", Text, nullable=True),
     *_timestamps(),
     UniqueConstraint("organization_id", "name"),
+    **NEVER_REUSE_IDS,
 )

@@ -95,8 +95,9 @@ def test_logout_revokes_access_and_refresh_tokens(api):
 
 def test_expired_and_forged_tokens_are_refused(api, settings):
     now = int(time.time())
-    expired = jwt.encode({"sub": "1", "jti": "x", "iat": now - 120, "exp": now - 60,
-                          "typ": "access"}, settings.secret_key, algorithm="HS256")
+    expired = jwt.encode({"sub": "1", "sid": "s", "sst": "x", "iat": now - 120,
+                          "exp": now - 60, "typ": "access"}, settings.secret_key,
+                         algorithm="HS256")
     response = api.get("/auth/me", bearer(expired))
     assert response.status_code == 401 and "expired" in response.json()["detail"]
     assert response.headers["www-authenticate"] == "Bearer"
@@ -115,7 +116,7 @@ def test_password_change_needs_current_password_and_ends_other_sessions(api):
     assert wrong.status_code == 403
     ok = api.post("/auth/password", headers, json={"current_password": "password-123",
                                                    "new_password": "password-456"})
-    assert ok.status_code == 204
+    assert ok.status_code == 200 and ok.json()["token_type"] == "bearer"
     assert api.post("/auth/login", json={"username": "erin", "password": "password-123"}).status_code == 401
     assert api.post("/auth/login", json={"username": "erin", "password": "password-456"}).status_code == 200
     assert api.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401

@@ -12,17 +12,19 @@ import asyncio
 import pprint
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, inspect, text
+from sqlalchemy import MetaData, Table, event, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import alembic_config, current_revision, upgrade
 from telemetra.db.tables import READINGS_SENSOR_FK, metadata
+from telemetra.readings.partitions import Partitions, month_of
 from tests import pgcluster
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -154,3 +156,161 @@ def test_sqlite_connections_use_wal_and_enforce_foreign_keys(tmp_path):
     assert foreign_keys == 1
     assert synchronous == 2  # FULL
     assert refused, "an orphan row was stored: foreign keys are not enforced"
+
+
+# --- 0005: ids never reused, users' security stamps -------------------------------------------
+
+BEFORE_0005 = "0004"
+ID_TABLES = [t.name for t in metadata.sorted_tables
+             if [c.name for c in t.primary_key.columns] == ["id"]]
+_T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def test_every_table_with_a_surrogate_id_never_reuses_ids_on_sqlite():
+    assert set(ID_TABLES) >= {"organizations", "users", "refresh_tokens", "sites", "devices",
+                              "sensors", "groups", "device_logs", "commands", "connectors"}
+    for name in ID_TABLES:
+        assert metadata.tables[name].dialect_options["sqlite"]["autoincrement"], name
+
+
+def _as_of_0004(table: Table) -> Table:
+    """The table as revision 0004 had it (without the columns 0005 adds)."""
+    return Table(table.name, MetaData(), *(c._copy() for c in table.columns
+                                           if c.name != "security_stamp"))
+
+
+async def _populate_0004(conn) -> None:
+    """Two organizations with a row in every table, and a gap: each table's highest id was
+    deleted (that is when SQLite reused it)."""
+    rows = {
+        "organizations": [dict(id=i, name=f"org{i}", invalid_tags=[]) for i in (1, 2, 3)],
+        "users": [dict(id=i, organization_id=1 + i % 2, username=f"user{i}",
+                       email=f"user{i}@example.com", password_hash="$argon2id$x",
+                       role="owner") for i in (1, 2, 3)],
+        "refresh_tokens": [dict(id=i, user_id=1, family="f1", token_hash=f"h{i}",
+                                expires_at=_T0 + timedelta(days=30),
+                                spent_at=_T0 if i == 1 else None) for i in (1, 2, 3)],
+        "sites": [dict(id=i, organization_id=1, name=f"site{i}", latitude=1.5)
+                  for i in (1, 2, 3)],
+        "devices": [dict(id=i, organization_id=1, site_id=1, owner_id=1, name=f"dev{i}",
+                         metadata={"floor": i}, api_key_prefix=f"tdk_abcdefg{i}",
+                         api_key_hash=f"hash{i}", last_seen=_T0) for i in (1, 2, 3)],
+        "sensors": [dict(id=i, organization_id=1, device_id=1, key=f"k{i}", last_value=2.5,
+                         last_ts=_T0) for i in (1, 2, 3)],
+        "readings": [dict(sensor_id=s, ts=_T0 + timedelta(seconds=n), value=n + 0.25,
+                          flags=1, tags={"t": n}) for s in (1, 2) for n in range(5)],
+        "groups": [dict(id=i, organization_id=1, name=f"group{i}") for i in (1, 2, 3)],
+        "group_members": [dict(group_id=1, device_id=1), dict(group_id=2, device_id=2)],
+        "device_logs": [dict(id=i, organization_id=1, device_id=1, ts=_T0, level="info",
+                             message=f"log {i}") for i in (1, 2, 3)],
+        "commands": [dict(id=i, organization_id=1, device_id=1, name="reboot",
+                          params={"now": True}, created_by=1) for i in (1, 2, 3)],
+        "connectors": [dict(id=i, organization_id=1, name=f"conn{i}", kind="mqtt_topic",
+                            device_id=2, topic=f"plain/{i}", key="temp") for i in (1, 2, 3)],
+    }
+    for table in metadata.sorted_tables:
+        # Ids as the database assigns them (1, 2, 3, in order): explicit ones would leave
+        # PostgreSQL's sequences behind, as no real database has them.
+        values = [{k: v for k, v in row.items() if k != "id"} for row in rows[table.name]]
+        await conn.execute(insert(_as_of_0004(table)), values)
+        if "id" in table.c:
+            assert await conn.scalar(text(f'SELECT MAX(id) FROM "{table.name}"')) == 3
+    # Logout's revocations: superseded by sessions in 0005, which drops the table.
+    await conn.execute(text("INSERT INTO revoked_access_tokens (jti, expires_at) "
+                            "VALUES ('j1', CURRENT_TIMESTAMP)"))
+    for name in reversed(ID_TABLES):
+        await conn.execute(text(f'DELETE FROM "{name}" WHERE id = 3'))
+    if conn.dialect.name == "sqlite":
+        # Objects an operator may have added: a rebuild must keep them as they are.
+        await conn.execute(text("CREATE INDEX ix_extra_active_devices ON devices (name) "
+                                "WHERE status = 'active'"))
+        await conn.execute(text("CREATE TRIGGER extra_users_touch AFTER UPDATE OF full_name "
+                                "ON users BEGIN UPDATE users SET updated_at = CURRENT_TIMESTAMP "
+                                "WHERE id = NEW.id; END"))
+
+
+async def _rows(conn) -> dict[str, list[tuple]]:
+    result = {}
+    for table in metadata.sorted_tables:
+        columns = [c.name for c in table.columns if c.name != "security_stamp"]
+        order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+        query = text(f'SELECT {", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)} '
+                     f'FROM "{table.name}" ORDER BY {order}')
+        result[table.name] = [tuple(row) for row in await conn.execute(query)]
+    return result
+
+
+async def _extra_sqlite_objects(conn) -> list[tuple]:
+    return [tuple(r) for r in await conn.execute(text(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master "
+        "WHERE type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY name"))]
+
+
+def test_0005_keeps_every_row_index_key_and_trigger_and_ids_are_never_reused(empty_url):
+    async def go():
+        engine = create_engine(empty_url)
+        try:
+            await upgrade(engine, BEFORE_0005)
+            await Partitions(engine).ensure([month_of(_T0)])
+            async with engine.begin() as conn:
+                await _populate_0004(conn)
+            async with engine.connect() as conn:
+                rows_before = await _rows(conn)
+                schema_before = await conn.run_sync(_snapshot)
+                extras_before = (await _extra_sqlite_objects(conn)
+                                 if engine.dialect.name == "sqlite" else [])
+            await upgrade(engine)
+            async with engine.connect() as conn:
+                rows_after = await _rows(conn)
+                schema_after = await conn.run_sync(_snapshot)
+                stamps = (await conn.execute(text("SELECT security_stamp FROM users"))).scalars()
+                stamps = list(stamps)
+                problems = []
+                if engine.dialect.name == "sqlite":
+                    extras_after = await _extra_sqlite_objects(conn)
+                    problems = list(await conn.execute(text("PRAGMA foreign_key_check")))
+                    assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+                else:
+                    extras_after = []
+            # After the migration: delete each table's newest row and add it again. The new
+            # row never gets the deleted one's id (children first, so parents still exist).
+            reissued = {}
+            async with engine.begin() as conn:
+                for name in reversed(ID_TABLES):
+                    table = metadata.tables[name]
+                    newest = (await conn.execute(select(table).order_by(table.c.id.desc())
+                                                 .limit(1))).mappings().one()
+                    values = {k: v for k, v in newest.items() if k != "id"}
+                    await conn.execute(text(f'DELETE FROM "{name}" WHERE id = :id'),
+                                       {"id": newest["id"]})
+                    new_id = (await conn.execute(
+                        insert(table).values(values).returning(table.c.id))).scalar()
+                    reissued[name] = (newest["id"], new_id)
+            return (rows_before, rows_after, schema_before, schema_after, stamps, problems,
+                    extras_before, extras_after, reissued)
+        finally:
+            await engine.dispose()
+
+    (rows_before, rows_after, schema_before, schema_after, stamps, problems,
+     extras_before, extras_after, reissued) = run(go())
+    assert rows_after == rows_before
+    assert sum(map(len, rows_after.values())) >= 30  # not vacuous: rows in every table
+    assert all(rows_after.values())
+    assert set(schema_after) == set(schema_before) - {"revoked_access_tokens"}
+    for table in schema_after:
+        for part in ("pk", "fks", "indexes", "uniques"):
+            if part == "pk" and schema_before[table][part]["name"] is None:
+                continue  # SQLite reports an unnamed key as None either way
+            after, before = schema_after[table][part], schema_before[table][part]
+            if part == "indexes":  # the operator's extras are compared below, verbatim
+                after, before = ([i for i in x if "ix_extra" not in i and "family" not in i]
+                                 for x in (after, before))
+            assert after == before, (table, part)
+    assert ([x for x in extras_after if "family" not in x[1]]
+            == [x for x in extras_before if x[2] != "revoked_access_tokens"
+                and "family" not in x[1]])
+    assert problems == [], f"rows pointing at nothing after the rebuild: {problems}"
+    assert len(stamps) == 2 and all(stamps) and len(set(stamps)) == 2
+    for name, (deleted_id, new_id) in reissued.items():
+        # 3 was deleted before the migration, and the migration cannot know it existed.
+        assert new_id > max(deleted_id, 2), f"{name}: id {new_id} given again"

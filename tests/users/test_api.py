@@ -57,7 +57,9 @@ def test_deactivation_takes_effect_on_the_very_next_request(api, root):
     assert api.post("/auth/login", json={"username": user["username"],
                                          "password": "password-123"}).status_code == 401
     api.patch(f"/users/{user['id']}/activate", root)
-    assert api.get("/auth/me", user_h).status_code == 200
+    # Deactivation ended the user's sessions: after reactivation they log in again.
+    assert api.get("/auth/me", user_h).status_code == 401
+    assert api.get("/auth/me", api.login(user["username"], "password-123")).status_code == 200
 
 
 def test_superadmin_and_self_and_last_owner_are_protected(api, root):
