@@ -99,7 +99,6 @@ def serve(
                 # Idle and slow connections are closed (see telemetra.system.connections).
                 http="telemetra.system.connections:HeadTimeoutProtocol",
                 timeout_keep_alive=settings.http_keep_alive_seconds,
-
                 log_config=_uvicorn_log_config(settings.log_level))
 
 
