@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from telemetra.kit.body import BodyRefused
 from telemetra.kit.errors import Conflict, TelemetraError, Unavailable
 from telemetra.kit.routes import leaf_routes
 
@@ -96,6 +97,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _telemetra_error(request: Request, exc: TelemetraError) -> JSONResponse:
         return problem(exc.status, exc.detail, code=exc.code, title=exc.title,
                        headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(BodyRefused)
+    async def _body_refused(request: Request, exc: BodyRefused) -> JSONResponse:
+        return await _telemetra_error(request, exc.error)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
