@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from telemetra.kit.body import MAX_JSON_DEPTH, too_deep
 from telemetra.kit.errors import Invalid
 from telemetra.readings.decode import decode_body, parse_json
 
@@ -59,6 +60,8 @@ def decode(body) -> tuple[list, list]:
 
 
 def json_body(payload: bytes):
+    if too_deep(payload):  # before any parser or validator recurses into it
+        raise Rejected(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return parse_json(payload)
     except Invalid:
