@@ -63,7 +63,7 @@ async def list_devices(conn: AsyncConnection, organization_id: int, params: Page
     if device_type is not None:
         query = query.where(devices.c.device_type == device_type)
     if q:
-        query = query.where(func.lower(devices.c.name).like(f"%{q.lower()}%"))
+        query = query.where(func.lower(devices.c.name).contains(q.lower(), autoescape=True))
     now = utcnow()
     if online is True:
         query = query.where(devices.c.online_until > now)

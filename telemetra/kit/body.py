@@ -14,6 +14,7 @@ reading a body into a 400.
 """
 
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -99,7 +100,26 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if b"%00" in scope.get("query_string", b""):
+            name = _nul_parameter(scope["query_string"])
+            if name is not None:
+                from telemetra.kit.problems import problem  # problems imports this module
+
+                detail = f"query parameter {name} must not contain a NUL character"
+                response = problem(422, detail, errors=[{"loc": ["query", name],
+                                                         "msg": detail}])
+                await response(scope, receive, send)
+                return
         await self.app(scope, _Guard(scope, receive, self.limits).receive, send)
+
+
+def _nul_parameter(query_string: bytes) -> str | None:
+    """The first query parameter holding a NUL (PostgreSQL cannot compare text with one,
+    SQLite can: one rule for both, before either sees it)."""
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "\\0")
+    return None
 
 
 class _Guard:
