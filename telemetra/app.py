@@ -21,6 +21,7 @@ from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.groups.endpoints import router as groups_router
+from telemetra.kit.body import BodyLimitMiddleware
 from telemetra.kit.db import open_transaction
 from telemetra.kit.jobs import Jobs
 from telemetra.kit.middleware import RequestIdMiddleware
@@ -125,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for feature in FEATURE_ROUTERS:
         app.include_router(feature, prefix=API_PREFIX)
     install_problem_openapi(app)
+    # Innermost: it sees the body the fast path replays when it passes a request on.
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_request_bytes,
+                       ingest_limit=settings.max_body_bytes)
     app.add_middleware(DeviceIngestFastPath, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=30, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = []
     log_level: str = "INFO"
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)  # an ingestion body
+    # Any other body but imports' (which stream): a 413 past it, while it is read.
+    max_request_bytes: int = Field(default=65_536, gt=0)
     ingest_queue_rows: int = Field(default=200_000, gt=0)
     ingest_batch_rows: int = Field(default=50_000, gt=0)
     maintenance_seconds: float = Field(default=3600, gt=0)

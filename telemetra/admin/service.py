@@ -41,7 +41,7 @@ async def list_devices(conn: AsyncConnection, params: PageParams, *,
     if status is not None:
         query = query.where(devices.c.status == status.value)
     if q:
-        query = query.where(func.lower(devices.c.name).like(f"%{q.lower()}%"))
+        query = query.where(func.lower(devices.c.name).contains(q.lower(), autoescape=True))
     rows, total = await paginate(conn, query, params)
     now = utcnow()
     return [device_out(row, now) for row in rows], total

@@ -4,11 +4,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from telemetra.kit.schemas import Body
+from telemetra.kit.schemas import Body, FreeForm, FreeFormValue
 
 CommandName = Annotated[str, StringConstraints(min_length=1, max_length=100,
                                                pattern=r"^[A-Za-z0-9_.:/-]+$")]
-Params = Annotated[dict[str, Any], Field(description="Free-form JSON object for the device")]
+Params = Annotated[FreeForm, Field(description="Free-form JSON object for the device")]
 Ttl = Annotated[int, Field(ge=1, le=2_592_000,
                            description="Seconds the command stays valid (at most 30 days); "
                                        "left out, it never expires")]
@@ -40,7 +40,7 @@ class CommandCreate(Body):
 
 class CommandReport(Body):
     status: CommandOutcome
-    result: Any = Field(default=None, description="Any JSON value describing the outcome; kept "
+    result: FreeFormValue = Field(default=None, description="Any JSON value describing the outcome; kept "
                                                   "with `succeeded` or `failed`")
 
 

@@ -18,6 +18,7 @@ from telemetra.db.tables import commands
 from telemetra.devices.service import device_for, get_device, touch
 from telemetra.kit.errors import Conflict, Invalid, NotFound
 from telemetra.kit.pagination import PageParams, paginate
+from telemetra.kit.schemas import check_free_form
 from telemetra.kit.timeutil import utcnow
 
 OPEN = (CommandStatus.queued.value, CommandStatus.delivered.value)
@@ -164,6 +165,10 @@ async def record_result(conn: AsyncConnection, organization_id: int, device_id: 
     except ValueError:
         raise Invalid("status must be delivered, succeeded or failed",
                       loc=["body", "status"]) from None
+    try:  # MQTT reports come here unvalidated
+        check_free_form(result)
+    except ValueError as exc:
+        raise Invalid(f"result is {exc}", loc=["body", "result"]) from None
     await get_device(conn, organization_id, device_id)
     now = utcnow()
     command = await _get(conn, organization_id, device_id, command_id, now)

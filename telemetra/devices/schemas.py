@@ -2,13 +2,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from telemetra.kit.schemas import Body, Name, ShortText
+from telemetra.kit.schemas import Body, FreeForm, Name, ShortText, check_free_form, refuse_nul
 
 OfflineAfter = Annotated[int, Field(ge=5, le=31_536_000,
                                     description="Seconds without contact before offline")]
-Metadata = Annotated[dict[str, Any], Field(description="Free-form JSON object")]
+Metadata = FreeForm
 Version = Annotated[str, StringConstraints(max_length=100)]
 DeviceType = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -81,6 +81,16 @@ class Heartbeat(BaseModel):
     status: DeviceStatus | None = None
     firmware_version: Version | None = None
     metadata: Metadata | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "Heartbeat":
+        refuse_nul(self)
+        if self.model_extra:  # what is merged into the metadata is bounded as metadata is
+            try:
+                check_free_form(self.model_extra)
+            except ValueError as exc:
+                raise ValueError(f"the extra fields are {exc}") from None
+        return self
 
 
 class LogLevel(StrEnum):

@@ -16,8 +16,9 @@ from telemetra.devices.schemas import (
     LogCreate,
     LogLevel,
 )
-from telemetra.kit.errors import NotFound, QuotaExceeded
+from telemetra.kit.errors import Invalid, NotFound, QuotaExceeded
 from telemetra.kit.pagination import PageParams, paginate
+from telemetra.kit.schemas import check_free_form
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.secrets import random_token, token_hash
 from telemetra.kit.timeutil import utcnow
@@ -62,7 +63,7 @@ async def list_devices(conn: AsyncConnection, organization_id: int, params: Page
     if device_type is not None:
         query = query.where(devices.c.device_type == device_type)
     if q:
-        query = query.where(func.lower(devices.c.name).like(f"%{q.lower()}%"))
+        query = query.where(func.lower(devices.c.name).contains(q.lower(), autoescape=True))
     now = utcnow()
     if online is True:
         query = query.where(devices.c.online_until > now)
@@ -154,7 +155,12 @@ async def heartbeat(conn: AsyncConnection, principal, device_id: int,
             values["firmware_version"] = body.firmware_version
         extra = {**(body.metadata or {}), **(body.model_extra or {})}
         if extra:
-            values["metadata"] = {**(device["metadata"] or {}), **extra}
+            values["metadata"] = merged = {**(device["metadata"] or {}), **extra}
+            try:  # each part was bounded; their union must be too, to be read back
+                check_free_form(merged)
+            except ValueError as exc:
+                raise Invalid(f"the device's metadata would be {exc}",
+                              loc=["body", "metadata"]) from None
     if values:
         values["updated_at"] = utcnow()
     await touch(conn, device, **values)

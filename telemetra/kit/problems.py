@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from telemetra.db.engine import is_query_timeout
+from telemetra.kit.body import BodyRefused
 from telemetra.kit.errors import Conflict, QueryTimeout, TelemetraError, Unavailable
 from telemetra.kit.routes import leaf_routes
 
@@ -97,6 +98,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _telemetra_error(request: Request, exc: TelemetraError) -> JSONResponse:
         return problem(exc.status, exc.detail, code=exc.code, title=exc.title,
                        headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(BodyRefused)
+    async def _body_refused(request: Request, exc: BodyRefused) -> JSONResponse:
+        return await _telemetra_error(request, exc.error)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,18 +1,72 @@
 """Field types shared by the features' request bodies."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, \
+    model_validator
+
+from telemetra.kit.body import too_deep
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 ShortText = Annotated[str, StringConstraints(max_length=300)]
 LongText = Annotated[str, StringConstraints(max_length=5000)]
 
+# A stored free-form value (device metadata, command params and results...) is read back by
+# every listing that shows it: bounded when written, so that it always can be (API.md,
+# "Bounded input"). 16 KiB holds any sane device description; a bigger blob is data, not
+# metadata.
+MAX_FREE_FORM_DEPTH = 16
+MAX_FREE_FORM_BYTES = 16_384
+
+
+def check_free_form(value: Any) -> Any:
+    """Refuse a free-form value nested deeper than 16, larger than 16 KiB as JSON, or holding a
+    NUL character (PostgreSQL's JSON refuses it; SQLite would store it: one rule for both)."""
+    try:
+        encoded = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):  # orjson stops at 255 levels
+        raise ValueError(f"nested deeper than {MAX_FREE_FORM_DEPTH} levels") from None
+    if too_deep(encoded, MAX_FREE_FORM_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_FREE_FORM_DEPTH} levels")
+    if len(encoded) > MAX_FREE_FORM_BYTES:
+        raise ValueError(f"larger than {MAX_FREE_FORM_BYTES} bytes as JSON")
+    if b"\\u0000" in encoded:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+_BOUNDS = (f"At most {MAX_FREE_FORM_DEPTH} levels deep and {MAX_FREE_FORM_BYTES} bytes as "
+           "JSON.")
+FreeForm = Annotated[dict[str, Any], AfterValidator(check_free_form),
+                     Field(description=f"Free-form JSON object. {_BOUNDS}")]
+FreeFormValue = Annotated[Any, AfterValidator(check_free_form),
+                          Field(description=f"Any JSON value. {_BOUNDS}")]
+
+
+def _nul_field(values: dict[str, Any]) -> str | None:
+    for name, value in values.items():
+        items = value if isinstance(value, list) else (value,)
+        if any(isinstance(item, str) and "\x00" in item for item in items):
+            return name
+    return None
+
+
+def refuse_nul(model: BaseModel) -> BaseModel:
+    """A NUL in a string field is a 422 naming it, on both backends (PostgreSQL cannot store
+    one in text; SQLite would, and a name would then differ from what is shown)."""
+    name = _nul_field({**model.__dict__, **(model.model_extra or {})})
+    if name is not None:
+        raise ValueError(f"{name} must not contain a NUL character")
+    return model
+
 
 class Body(BaseModel):
-    """A request body: unknown fields are an error, not silently dropped."""
+    """A request body: unknown fields are an error, not silently dropped; no NUL in strings."""
 
     model_config = ConfigDict(extra="forbid")
+
+    _no_nul = model_validator(mode="after")(refuse_nul)
 
 
 def page(items: list, total: int, params) -> dict:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from telemetra.kit.body import MAX_JSON_DEPTH, too_deep
 from telemetra.kit.errors import Invalid
 from telemetra.readings.decode import decode_body, parse_json
 from telemetra.readings.limits import DEFAULT_LIMITS, ReadingLimits
@@ -60,6 +61,8 @@ def decode(body, limits: ReadingLimits = DEFAULT_LIMITS) -> tuple[list, list]:
 
 
 def json_body(payload: bytes):
+    if too_deep(payload):  # before any parser or validator recurses into it
+        raise Rejected(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return parse_json(payload)
     except Invalid:

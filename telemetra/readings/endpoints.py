@@ -7,7 +7,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from telemetra.auth.dependencies import Admin, AuthDevice, CurrentUser, IngestPrincipal
 from telemetra.auth.roles import Role
-from telemetra.kit.body import read_body
+from telemetra.kit.body import INGEST, STREAM, body_limit
 from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.errors import Forbidden, Invalid, NotFound
 from telemetra.kit.timeparse import ACCEPTED, parse_query_time
@@ -71,7 +71,7 @@ async def _target(request: Request, principal, device_id: int | None) -> Target:
 
 async def _ingest(request: Request, principal, device_id: int | None) -> Response:
     target = await _target(request, principal, device_id)
-    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    raw = await request.body()  # bounded by BodyLimitMiddleware (INGEST)
     result = await request.app.state.ingestor.ingest(target, parse_json(raw))
     # The hot path answers with bytes it made itself; IngestResult documents the shape.
     return Response(orjson.dumps(result), status_code=status.HTTP_202_ACCEPTED,
@@ -82,6 +82,7 @@ async def _ingest(request: Request, principal, device_id: int | None) -> Respons
              summary="Send readings (device key, or a member naming device_id)",
              description=_INGEST_DESCRIPTION, openapi_extra=INGEST_BODY,
              responses=_INGEST_RESPONSES)
+@body_limit(INGEST)
 async def ingest_readings(request: Request, principal: IngestPrincipal,
                           device_id: Annotated[int | None, Query()] = None):
     return await _ingest(request, principal, device_id)
@@ -92,6 +93,7 @@ async def ingest_readings(request: Request, principal: IngestPrincipal,
              summary="Send readings for the device in the path",
              description=_INGEST_DESCRIPTION, openapi_extra=INGEST_BODY,
              responses=_INGEST_RESPONSES)
+@body_limit(INGEST)
 async def ingest_device_readings(device_id: int, request: Request, principal: IngestPrincipal):
     return await _ingest(request, principal, device_id)
 
@@ -111,6 +113,7 @@ _IMPORT_BODY = {"requestBody": {"required": True, "content": {
                                 "query parameter), `key`, `ts`, `value`, optional `tags`. "
                                 "Streamed in batches; answered like ingestion, with line numbers "
                                 "(1-based) as `index`.", openapi_extra=_IMPORT_BODY)
+@body_limit(STREAM)
 async def import_readings(
     request: Request, principal: IngestPrincipal,
     device_id: Annotated[int | None, Query(description="Device of rows that name none")] = None,

@@ -15,6 +15,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from telemetra.auth.dependencies import DEVICE_KEY_PREFIX
+from telemetra.kit.body import too_deep
 from telemetra.kit.errors import Unavailable
 from telemetra.kit.problems import problem
 from telemetra.readings.decode import parse_json
@@ -56,10 +57,10 @@ class DeviceIngestFastPath:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-        if more or size > limit:
-            await self.app(scope, _replay(chunks, more, receive), send)
-            return
         raw = b"".join(chunks)
+        if more or size > limit or too_deep(raw):  # the route answers 413 or 422
+            await self.app(scope, _replay([raw], more, receive), send)
+            return
         try:
             body = parse_json(raw)
             result = await state.ingestor.ingest(Target(device.id, device.organization_id),

@@ -24,6 +24,9 @@ from telemetra.readings.query import ReadingFilter, reading_out
 EXPORT_COLUMNS = ["device_id", "sensor_id", "key", "ts", "value", "unit", "valid", "status",
                   "tags"]
 IMPORT_BATCH = 5_000
+# A reading is a line of ~100 bytes; longer is not an import (and csv refuses fields over
+# 128 KiB with an error of its own).
+MAX_LINE_BYTES = 65_536
 MAX_REPORTED_REJECTIONS = 1_000
 
 
@@ -79,13 +82,25 @@ class ImportReport:
                 "rejected": self.rejected, "rejected_total": self.rejected_total}
 
 
+def _too_long(line_number: int) -> Invalid:
+    return Invalid(f"line {line_number} is longer than {MAX_LINE_BYTES} bytes (the lines "
+                   "before it were imported)", loc=["body", line_number])
+
+
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    pending = b""
+    """The lines of the stream; one longer than MAX_LINE_BYTES is a 422 as soon as it is
+    seen (the stream is never held whole, nor is a line without an end)."""
+    pending, line_number = b"", 0
     async for chunk in chunks:
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:
+            line_number += 1
+            if len(line) > MAX_LINE_BYTES:
+                raise _too_long(line_number)
             yield line.decode("utf-8", errors="replace").rstrip("\r")
+        if len(pending) > MAX_LINE_BYTES:
+            raise _too_long(line_number + 1)
     if pending.strip():
         yield pending.decode("utf-8", errors="replace").rstrip("\r")
 
@@ -172,7 +187,7 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
             device_id, reading = _parse_record(record, default_device)
-        except (ValueError, orjson.JSONDecodeError) as exc:
+        except (ValueError, orjson.JSONDecodeError, csv.Error) as exc:
             report.reject(line_number, str(exc) or "invalid line")
             continue
         if device_id not in targets:

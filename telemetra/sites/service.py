@@ -24,7 +24,7 @@ async def list_sites(conn: AsyncConnection, organization_id: int, params: PagePa
                      q: str | None = None) -> tuple[list, int]:
     query = scoped(sites, organization_id).order_by(sites.c.id)
     if q:
-        query = query.where(func.lower(sites.c.name).like(f"%{q.lower()}%"))
+        query = query.where(func.lower(sites.c.name).contains(q.lower(), autoescape=True))
     return await paginate(conn, query, params)
 
 

@@ -31,9 +31,11 @@ async def list_users(conn: AsyncConnection, organization_id: int, params: PagePa
     if is_active is not None:
         query = query.where(users.c.is_active.is_(is_active))
     if q:
-        pattern = f"%{q.lower()}%"
-        query = query.where(func.lower(users.c.username).like(pattern)
-                            | func.lower(func.coalesce(users.c.email, "")).like(pattern))
+        # autoescape: a % or _ in q is matched as itself, not as a wildcard
+        wanted = q.lower()
+        query = query.where(
+            func.lower(users.c.username).contains(wanted, autoescape=True)
+            | func.lower(func.coalesce(users.c.email, "")).contains(wanted, autoescape=True))
     return await paginate(conn, query, params)
 
 

@@ -90,3 +90,22 @@ def test_import_needs_a_header_and_a_member(api, root, device):
     refused = api.post("/readings/import", {**viewer, "Content-Type": "text/csv"},
                        content=b"key,ts,value\n")
     assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "application/x-ndjson"])
+def test_an_import_line_over_the_limit_is_a_422_naming_the_line(api, root, device,
+                                                                 content_type):
+    # A CSV field over 128 KiB was csv's own error: a 500 on PostgreSQL.
+    if content_type == "text/csv":
+        lines = ["device_id,key,ts,value", f"{device['id']},x,{T},1",
+                 f'{device["id"]},"{"x" * 200_000}",{T},1']
+    else:
+        lines = [json.dumps({"device_id": device["id"], "key": "x", "ts": T, "value": 1}),
+                 json.dumps({"device_id": device["id"], "key": "x" * 200_000, "ts": T,
+                             "value": 1}), "more"]
+    response = api.post("/readings/import", {**root, "Content-Type": content_type},
+                        content="\n".join(lines).encode())
+    assert response.status_code == 422, response.text
+    line = 3 if content_type == "text/csv" else 2
+    assert f"line {line} is longer than" in response.json()["detail"]
+
