@@ -9,6 +9,18 @@ from tests.helpers import Api, device_key
 
 
 @pytest.fixture
+def device(api, root):
+    """A device of the root organization."""
+    return api.device(root)
+
+
+@pytest.fixture
+def key(device):
+    """That device's key headers."""
+    return device_key(device["api_key"])
+
+
+@pytest.fixture
 def two_tenants(database_url):
     """A tenant app: the root organization with a site, a device and one reading at
     2026-05-01T00:00Z, and the owner of another organization."""

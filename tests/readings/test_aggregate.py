@@ -55,11 +55,6 @@ def random_points(seed: int, start: datetime, days: int, n: int):
     return [(ts, round(rng.uniform(-50, 50), 3)) for ts in stamps]
 
 
-@pytest.fixture
-def device(api, root):
-    return api.device(root)
-
-
 def load(api, device, points):
     body = [{"ts": ts.isoformat(), "values": {"x": value}} for ts, value in points]
     for i in range(0, len(body), 1000):

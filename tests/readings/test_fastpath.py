@@ -10,11 +10,6 @@ T = 1767268800
 
 
 @pytest.fixture
-def device(api, root):
-    return api.device(root)
-
-
-@pytest.fixture
 def warm(api, device):
     """The key is verified (and cached) by a first request."""
     headers = device_key(device["api_key"])

@@ -7,16 +7,6 @@ from tests.helpers import device_key
 T = 1767268800  # 2026-01-01T12:00:00Z
 
 
-@pytest.fixture
-def device(api, root):
-    return api.device(root)
-
-
-@pytest.fixture
-def key(device):
-    return device_key(device["api_key"])
-
-
 def readings_of(api, headers, **params):
     return api.get("/readings", headers, params={"include_invalid": True, "limit": 1000,
                                                  **params}).json()["items"]

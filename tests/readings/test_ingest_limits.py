@@ -12,16 +12,6 @@ from tests.helpers import Api, device_key
 T = 1767268800  # 2026-01-01T12:00:00Z
 
 
-@pytest.fixture
-def device(api, root):
-    return api.device(root)
-
-
-@pytest.fixture
-def key(device):
-    return device_key(device["api_key"])
-
-
 def nested(levels: int) -> dict:
     meta: dict = {"leaf": 1}
     for _ in range(levels - 1):
