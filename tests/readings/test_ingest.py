@@ -2,8 +2,6 @@
 
 import pytest
 
-from tests.helpers import device_key
-
 T = 1767268800  # 2026-01-01T12:00:00Z
 
 
