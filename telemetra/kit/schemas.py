@@ -20,19 +20,46 @@ MAX_FREE_FORM_DEPTH = 16
 MAX_FREE_FORM_BYTES = 16_384
 
 
-def check_free_form(value: Any) -> Any:
-    """Refuse a free-form value nested deeper than 16, larger than 16 KiB as JSON, or holding a
-    NUL character (PostgreSQL's JSON refuses it; SQLite would store it: one rule for both)."""
+def free_form_fault(value: Any) -> str | None:
+    """What keeps a free-form value from being stored, or None: ``"deep"`` (past
+    ``MAX_FREE_FORM_DEPTH``), ``"large"`` (past ``MAX_FREE_FORM_BYTES`` as JSON), ``"nul"`` (a
+    NUL character: PostgreSQL's JSON refuses it, SQLite would store it) or ``"invalid: ..."``
+    (not encodable). The one rule for device metadata, command params and results, and a
+    reading's meta: decided on the encoded text at C speed."""
     try:
         encoded = orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):  # orjson stops at 255 levels
-        raise ValueError(f"nested deeper than {MAX_FREE_FORM_DEPTH} levels") from None
+    except (TypeError, orjson.JSONEncodeError) as exc:  # orjson stops at 255 levels
+        return "deep" if "recursion" in str(exc).lower() else f"invalid: {exc}"
     if too_deep(encoded, MAX_FREE_FORM_DEPTH):
-        raise ValueError(f"nested deeper than {MAX_FREE_FORM_DEPTH} levels")
+        return "deep"
     if len(encoded) > MAX_FREE_FORM_BYTES:
-        raise ValueError(f"larger than {MAX_FREE_FORM_BYTES} bytes as JSON")
-    if b"\\u0000" in encoded:
-        raise ValueError("must not contain a NUL character")
+        return "large"
+    # The escape is also the text of a string holding a backslash and "u0000": look closer.
+    if b"\\u0000" in encoded and _holds_nul(value):
+        return "nul"
+    return None
+
+
+def _holds_nul(value: Any) -> bool:  # bounded to MAX_FREE_FORM_DEPTH by the caller
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+_FAULTS = {"deep": f"nested deeper than {MAX_FREE_FORM_DEPTH} levels",
+           "large": f"larger than {MAX_FREE_FORM_BYTES} bytes as JSON",
+           "nul": "must not contain a NUL character"}
+
+
+def check_free_form(value: Any) -> Any:
+    """``value`` if it may be stored (``free_form_fault``), else a ValueError saying why."""
+    fault = free_form_fault(value)
+    if fault is not None:
+        raise ValueError(_FAULTS.get(fault, fault))
     return value
 
 

@@ -148,6 +148,10 @@ def _time(value: Any, out: "_Collector") -> datetime | None:
         when = parse_timestamp(value)
     except (ValueError, OverflowError, OSError, TypeError):
         raise Refused("invalid timestamp") from None
+    return _in_range(when, out)
+
+
+def _in_range(when: datetime, out: "_Collector") -> datetime:
     if when > out.latest:
         raise Refused("in the future")
     if when < out.limits.min_time:
@@ -325,10 +329,7 @@ def screen(readings: list[Reading], limits: ReadingLimits = DEFAULT_LIMITS,
         try:
             _key(reading.key)
             if reading.ts is not None:
-                if reading.ts > out.latest:
-                    raise Refused("in the future")
-                if reading.ts < limits.min_time:
-                    raise Refused(limits.too_early)
+                _in_range(reading.ts, out)
             _tags(reading.tags)
             _unit(reading.unit)
             _meta_or_reject(reading.meta)

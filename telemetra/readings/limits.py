@@ -8,12 +8,12 @@ elsewhere (an import's lines).
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import orjson
+from telemetra.kit.schemas import MAX_FREE_FORM_BYTES, MAX_FREE_FORM_DEPTH, free_form_fault
 
-MAX_META_DEPTH = 16
-MAX_META_BYTES = 16 * 1024
+# A reading's meta is a free-form value like any other (kit.schemas).
+MAX_META_DEPTH = MAX_FREE_FORM_DEPTH
+MAX_META_BYTES = MAX_FREE_FORM_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,37 +40,14 @@ class Refused(Exception):
 
 
 def checked_meta(meta: dict, name: str) -> dict:
-    """``meta`` (a non-empty object) if it is within the bounds. The encoded text answers the
-    common case at C speed: its size, and whether it has brackets or NUL escapes enough to be
-    worth the exact walk (brackets or ``\\u0000`` inside strings only make the walk happen)."""
-    try:
-        encoded = orjson.dumps(meta)
-    except TypeError as exc:  # past orjson's 254 levels, or a lone surrogate (json fallback)
-        if "recursion" in str(exc).lower():
-            raise Refused(f"{name} nested deeper than {MAX_META_DEPTH} levels") from None
-        raise Refused(f"invalid {name}: {exc}") from None
-    if len(encoded) > MAX_META_BYTES:
-        raise Refused(f"{name} larger than {MAX_META_BYTES // 1024} KiB")
-    if (encoded.count(b"{") + encoded.count(b"[") > MAX_META_DEPTH
-            or (b"\\" in encoded and b"\\u0000" in encoded)):
-        _walk_meta(meta, 1, name)
-    return meta
-
-
-def _walk_meta(value: Any, depth: int, name: str) -> None:
-    if depth > MAX_META_DEPTH:
+    """``meta`` (a non-empty object) if it is within the free-form bounds, else ``Refused``."""
+    fault = free_form_fault(meta)
+    if fault is None:
+        return meta
+    if fault == "deep":
         raise Refused(f"{name} nested deeper than {MAX_META_DEPTH} levels")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                raise Refused(f"NUL character in {name}")
-            if isinstance(item, (dict, list)):
-                _walk_meta(item, depth + 1, name)
-            elif isinstance(item, str) and "\x00" in item:
-                raise Refused(f"NUL character in {name}")
-    else:
-        for item in value:
-            if isinstance(item, (dict, list)):
-                _walk_meta(item, depth + 1, name)
-            elif isinstance(item, str) and "\x00" in item:
-                raise Refused(f"NUL character in {name}")
+    if fault == "large":
+        raise Refused(f"{name} larger than {MAX_META_BYTES // 1024} KiB")
+    if fault == "nul":
+        raise Refused(f"NUL character in {name}")
+    raise Refused(f"invalid {name}{fault.removeprefix('invalid')}")  # not encodable
