@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from telemetra.db.engine import create_engine  # noqa: E402
 from telemetra.db.migrate import upgrade  # noqa: E402
+from telemetra.ingest.partitions import Partitions, months_around  # noqa: E402
 from telemetra.readings import aggregate as agg  # noqa: E402
 from telemetra.readings.buckets import Interval  # noqa: E402
-from telemetra.readings.partitions import Partitions, months_around  # noqa: E402
 from telemetra.readings.query import ReadingFilter, latest_readings  # noqa: E402
 from tests import pgcluster  # noqa: E402
 from tests.server import API, Server  # noqa: E402

@@ -21,6 +21,12 @@ from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.groups.endpoints import router as groups_router
+from telemetra.ingest.endpoints import ingest_router
+from telemetra.ingest.fastpath import DeviceIngestFastPath
+from telemetra.ingest.ingest import Ingestor
+from telemetra.ingest.partitions import Partitions, months_around
+from telemetra.ingest.retention import apply_retention
+from telemetra.ingest.writer import Writer
 from telemetra.kit.body import BodyLimitMiddleware
 from telemetra.kit.db import open_transaction
 from telemetra.kit.jobs import Jobs
@@ -30,13 +36,7 @@ from telemetra.kit.problems import install_problem_handlers
 from telemetra.kit.timeutil import utcnow
 from telemetra.mqtt.bridge import MqttBridge
 from telemetra.orgs.endpoints import router as orgs_router
-from telemetra.readings.endpoints import ingest_router
 from telemetra.readings.endpoints import router as readings_router
-from telemetra.readings.fastpath import DeviceIngestFastPath
-from telemetra.readings.ingest import Ingestor
-from telemetra.readings.partitions import Partitions, months_around
-from telemetra.readings.retention import apply_retention
-from telemetra.readings.writer import Writer
 from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.settings import Settings, get_settings
 from telemetra.sites.endpoints import router as sites_router

@@ -4,8 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, HttpUrl, StringConstraints, TypeAdapter
 
+from telemetra.ingest.decode import BYTE_ORDERS, FORMAT_NAMES
 from telemetra.kit.schemas import Body, Name
-from telemetra.readings.decode import BYTE_ORDERS, FORMAT_NAMES
 from telemetra.sensors.schemas import SensorKey
 
 MAX_TOPIC_LENGTH = 300

@@ -200,11 +200,11 @@ device_logs = Table(
 
 # The hot table. The primary key (sensor_id, ts) is also what makes a re-sent reading a
 # duplicate. No surrogate id: a reading's public id encodes (sensor_id, ts). On PostgreSQL it
-# is range-partitioned by month on ts (see migrations and readings.partitions); ``flags``
+# is range-partitioned by month on ts (see migrations and ingest.partitions); ``flags``
 # packs validity and review status (see readings.flags).
 # On PostgreSQL the foreign key to sensors is not in the database: a trigger on sensors
 # deletes their readings and the writer locks the sensors it writes for (migration 0004,
-# telemetra.readings.pgwrite). SQLite keeps it.
+# telemetra.ingest.pgwrite). SQLite keeps it.
 READINGS_SENSOR_FK = "fk_readings_sensor_id_sensors"
 readings = Table(
     "readings", metadata,

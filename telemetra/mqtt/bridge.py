@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.commands import service as commands
 from telemetra.connectors import service as connectors
+from telemetra.ingest.ingest import Ingestor
 from telemetra.kit.timeutil import utcnow
 from telemetra.mqtt.accounts import RESPONSE_TOPIC, BrokerAccounts
 from telemetra.mqtt.consumer import Consumer, TopicConnector
 from telemetra.mqtt.link import BrokerAddress, Inbound, Link
 from telemetra.mqtt.presence import Presence
 from telemetra.mqtt.topics import Topics
-from telemetra.readings.ingest import Ingestor
 from telemetra.settings import MqttAuth, Settings
 
 log = logging.getLogger("telemetra.mqtt")

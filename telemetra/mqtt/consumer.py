@@ -21,6 +21,7 @@ from telemetra.auth.dependencies import AuthDevice
 from telemetra.commands import service as commands
 from telemetra.devices import service as devices
 from telemetra.devices.schemas import Heartbeat, LogCreate, LogLevel
+from telemetra.ingest.ingest import DeviceInfo, Ingestor
 from telemetra.kit.db import open_transaction
 from telemetra.kit.errors import Conflict, Invalid, NotFound, TelemetraError, Unavailable
 from telemetra.kit.timeutil import utcnow
@@ -37,7 +38,6 @@ from telemetra.mqtt.messages import (
 )
 from telemetra.mqtt.presence import Presence
 from telemetra.mqtt.topics import Topics, Uplink
-from telemetra.readings.ingest import DeviceInfo, Ingestor
 
 log = logging.getLogger("telemetra.mqtt")
 

@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from telemetra.ingest.decode import decode_body, parse_json
+from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits
 from telemetra.kit.body import MAX_JSON_DEPTH, too_deep
 from telemetra.kit.errors import Invalid
-from telemetra.readings.decode import decode_body, parse_json
-from telemetra.readings.limits import DEFAULT_LIMITS, ReadingLimits
 
 
 class Rejected(Exception):

@@ -32,10 +32,10 @@ def _settings():
 async def _import(path: Path, fmt: str, device_id: int | None, progress: Progress) -> dict:
     from telemetra.db.engine import create_engine
     from telemetra.db.migrate import upgrade
-    from telemetra.readings.ingest import Ingestor
-    from telemetra.readings.partitions import Partitions
+    from telemetra.ingest.ingest import Ingestor
+    from telemetra.ingest.partitions import Partitions
+    from telemetra.ingest.writer import Writer
     from telemetra.readings.transfer import import_stream
-    from telemetra.readings.writer import Writer
 
     settings = _settings()
     engine = create_engine(settings.database_url)

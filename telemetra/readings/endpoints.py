@@ -5,141 +5,24 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 
-from telemetra.auth.dependencies import Admin, AuthDevice, CurrentUser, IngestPrincipal
+from telemetra.auth.dependencies import Admin, CurrentUser
 from telemetra.auth.roles import Role
-from telemetra.kit.body import INGEST, STREAM, body_limit
 from telemetra.kit.db import ConnDep, TransactionalRoute
-from telemetra.kit.errors import Forbidden, Invalid, NotFound
+from telemetra.kit.errors import Forbidden, Invalid
 from telemetra.kit.timeparse import ACCEPTED, parse_query_time
 from telemetra.readings import aggregate, query, review, transfer
 from telemetra.readings.buckets import parse_interval, parse_zone
-from telemetra.readings.decode import parse_json
 from telemetra.readings.flags import ReviewStatus
-from telemetra.readings.ingest import Target, find_target
 from telemetra.readings.query import ReadingFilter
 from telemetra.readings.schemas import (
-    INGEST_BODY,
     AggregateList,
     Count,
-    ImportResult,
-    IngestResult,
     Reading,
     ReadingPage,
     ReadingUpdate,
     ReviewAction,
     ReviewRequest,
 )
-
-ingest_router = APIRouter(tags=["readings"])
-
-_INGEST_RESPONSES = {
-    404: {"description": "The device is not one of the caller's"},
-    413: {"description": "The body is over the size limit"},
-    422: {"description": "The body is none of the formats, none of its readings can be "
-                         "stored (the problem's `rejected` lists each with its reason), or the "
-                         "database refused its readings (the detail says why)"},
-    503: {"description": "Ingestion is saturated or the database is down; see Retry-After"},
-}
-_INGEST_DESCRIPTION = (
-    "Answered 202 only after the readings are durably committed. A reading whose sensor and "
-    "time are stored already counts as a duplicate and is not stored twice; a bad reading is "
-    "rejected alone with a reason: a value that is not a finite number, a time before "
-    "TELEMETRA_MIN_READING_TIME or more than TELEMETRA_MAX_FUTURE_SECONDS ahead (`in the "
-    "future`), a NUL character, `meta` deeper than 16 levels or over 16 KiB, a new key past "
-    "TELEMETRA_MAX_NEW_SENSORS_PER_REQUEST or TELEMETRA_MAX_SENSORS_PER_DEVICE. A body none of "
-    "whose readings can be stored is a 422 carrying the same `rejected`; a body that is none "
-    "of the formats is a 422; over the size limit a 413; a 503 with Retry-After only when "
-    "ingestion is saturated or the database is unavailable."
-)
-
-
-async def _target(request: Request, principal, device_id: int | None) -> Target:
-    if isinstance(principal, AuthDevice):
-        if device_id is not None and device_id != principal.id:
-            raise NotFound(f"device {device_id} not found")
-        return Target(principal.id, principal.organization_id)
-    if not principal.role.at_least(Role.member):
-        raise Forbidden("this needs the member role or higher")
-    if device_id is None:
-        raise Invalid("device_id is required when a user sends readings", loc=["query",
-                                                                               "device_id"])
-    target = await find_target(request.app.state.engine, principal.organization_id, device_id)
-    if target is None:
-        raise NotFound(f"device {device_id} not found")
-    return target
-
-
-async def _ingest(request: Request, principal, device_id: int | None) -> Response:
-    target = await _target(request, principal, device_id)
-    raw = await request.body()  # bounded by BodyLimitMiddleware (INGEST)
-    result = await request.app.state.ingestor.ingest(target, parse_json(raw))
-    # The hot path answers with bytes it made itself; IngestResult documents the shape.
-    return Response(orjson.dumps(result), status_code=status.HTTP_202_ACCEPTED,
-                    media_type="application/json")
-
-
-@ingest_router.post("/readings", response_model=IngestResult, status_code=status.HTTP_202_ACCEPTED,
-             summary="Send readings (device key, or a member naming device_id)",
-             description=_INGEST_DESCRIPTION, openapi_extra=INGEST_BODY,
-             responses=_INGEST_RESPONSES)
-@body_limit(INGEST)
-async def ingest_readings(request: Request, principal: IngestPrincipal,
-                          device_id: Annotated[int | None, Query()] = None):
-    return await _ingest(request, principal, device_id)
-
-
-@ingest_router.post("/devices/{device_id}/readings", response_model=IngestResult,
-             status_code=status.HTTP_202_ACCEPTED,
-             summary="Send readings for the device in the path",
-             description=_INGEST_DESCRIPTION, openapi_extra=INGEST_BODY,
-             responses=_INGEST_RESPONSES)
-@body_limit(INGEST)
-async def ingest_device_readings(device_id: int, request: Request, principal: IngestPrincipal):
-    return await _ingest(request, principal, device_id)
-
-
-_IMPORT_BODY = {"requestBody": {"required": True, "content": {
-    "text/csv": {"schema": {"type": "string"}},
-    "application/x-ndjson": {"schema": {"type": "string"}},
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
-}}}
-
-
-@ingest_router.post("/readings/import", response_model=ImportResult,
-                    summary="Import historical readings from CSV or NDJSON (member)",
-                    responses={503: _INGEST_RESPONSES[503]},
-                    description="Columns (CSV header) or fields: `device_id` (or pass it as a "
-                                "query parameter), `key`, `ts`, `value`, optional `tags`. "
-                                "Streamed in batches; answered like ingestion, with line numbers "
-                                "(1-based) as `index`.", openapi_extra=_IMPORT_BODY)
-@body_limit(STREAM)
-async def import_readings(
-    request: Request, principal: IngestPrincipal,
-    device_id: Annotated[int | None, Query(description="Device of rows that name none")] = None,
-    format: Annotated[str | None, Query(pattern="^(csv|ndjson)$")] = None,
-):
-    if isinstance(principal, AuthDevice) or not principal.role.at_least(Role.member):
-        raise Forbidden("importing needs a user with the member role or higher")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise Invalid("send the file in a form field named file", loc=["body", "file"])
-        fmt = format or ("ndjson" if (upload.filename or "").endswith(("json", "jsonl"))
-                         else "csv")
-
-        async def chunks():
-            while chunk := await upload.read(65_536):
-                yield chunk
-    else:
-        fmt = format or ("ndjson" if "json" in content_type else "csv")
-        chunks = request.stream
-    report = await transfer.import_stream(request.app.state.ingestor, principal.organization_id,
-                                          chunks(), fmt, device_id)
-    return report.as_dict()
-
 
 router = APIRouter(prefix="/readings", tags=["readings"], route_class=TransactionalRoute)
 

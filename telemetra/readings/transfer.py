@@ -15,10 +15,10 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import readings
+from telemetra.ingest.decode import Reading
+from telemetra.ingest.ingest import Ingestor, Target, find_target
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_timestamp
-from telemetra.readings.decode import Reading
-from telemetra.readings.ingest import Ingestor, Target, find_target
 from telemetra.readings.query import ReadingFilter, reading_out
 
 EXPORT_COLUMNS = ["device_id", "sensor_id", "key", "ts", "value", "unit", "valid", "status",

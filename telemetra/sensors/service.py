@@ -15,7 +15,6 @@ from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
 from telemetra.sensors.schemas import SensorCreate, SensorStatus, SensorUpdate
 
-
 # PostgreSQL advisory lock class (with the device id) serialising the creation of a device's
 # sensors, so that two requests cannot both take its last places.
 _CREATE_LOCK = 7003

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import alembic_config, current_revision, upgrade
 from telemetra.db.tables import READINGS_SENSOR_FK, metadata
-from telemetra.readings.partitions import Partitions, month_of
+from telemetra.ingest.partitions import Partitions, month_of
 from tests import pgcluster
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()

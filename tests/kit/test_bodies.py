@@ -7,7 +7,6 @@ import re
 import typing
 
 import orjson
-
 import pytest
 from fastapi.routing import APIRoute
 

@@ -17,7 +17,7 @@ from sqlalchemy import insert, text
 
 from telemetra.db.engine import create_engine
 from telemetra.db.tables import readings
-from telemetra.readings.partitions import Partitions
+from telemetra.ingest.partitions import Partitions
 from tests.server import API, Server
 
 HEALTH_BOUND = 1.0  # seconds; a stalled event loop misses it by far (13-22 s before the fix)

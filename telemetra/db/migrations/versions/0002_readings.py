@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        # Partitions are created ahead (and on demand) by telemetra.readings.partitions.
+        # Partitions are created ahead (and on demand) by telemetra.ingest.partitions.
         op.execute("""
             CREATE TABLE readings (
                 sensor_id integer NOT NULL,

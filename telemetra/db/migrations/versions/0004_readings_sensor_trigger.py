@@ -1,7 +1,7 @@
 """readings on PostgreSQL: a trigger on sensors instead of a foreign key
 
 Checked for every row written, the foreign key halved the rate at which batches are stored.
-The writer locks each batch's sensors instead (telemetra.readings.pgwrite), and deleting
+The writer locks each batch's sensors instead (telemetra.ingest.pgwrite), and deleting
 sensors, however they go (a sensor, its device, its organization), deletes their readings
 here. SQLite keeps the foreign key.
 

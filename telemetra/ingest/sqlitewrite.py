@@ -28,8 +28,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from telemetra.db.engine import configure_sqlite
 from telemetra.db.tables import sensors
 from telemetra.db.types import to_micros
+from telemetra.ingest.batches import Latest, Row, SensorGone, note_latest, to_json
 from telemetra.kit.errors import Invalid
-from telemetra.readings.batches import Latest, Row, SensorGone, note_latest, to_json
 
 _INSERT = ("INSERT OR IGNORE INTO readings (sensor_id, ts, value, flags, tags, meta) "
            "VALUES (?, ?, ?, ?, ?, ?)")

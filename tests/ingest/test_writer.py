@@ -11,11 +11,11 @@ from sqlalchemy import insert, select, text
 
 from telemetra.db.engine import create_engine
 from telemetra.db.tables import devices, organizations, sensors
+from telemetra.ingest.partitions import Partitions
+from telemetra.ingest.pgwrite import COPY_MIN_ROWS
+from telemetra.ingest.sqlitewrite import SqliteBatches
+from telemetra.ingest.writer import Writer
 from telemetra.kit.errors import Invalid, Unavailable
-from telemetra.readings.partitions import Partitions
-from telemetra.readings.pgwrite import COPY_MIN_ROWS
-from telemetra.readings.sqlitewrite import SqliteBatches
-from telemetra.readings.writer import Writer
 from tests.helpers import lock_readings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

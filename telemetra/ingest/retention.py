@@ -12,8 +12,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import organizations, readings, sensors
+from telemetra.ingest.partitions import Partitions
 from telemetra.kit.db import open_transaction
-from telemetra.readings.partitions import Partitions
 from telemetra.readings.review import refresh_latest
 
 log = logging.getLogger("telemetra.retention")

@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 
+from telemetra.ingest.retention import apply_retention
 from telemetra.kit.timeutil import utcnow
-from telemetra.readings.retention import apply_retention
 from tests.helpers import device_key
 
 

@@ -17,7 +17,7 @@ A source that always sends one of them (a connector) may insist on it (``expect`
 accepts any.
 
 What storage cannot hold, or should not, is refused here too, per reading (API.md): times out
-of ``ReadingLimits``, NUL characters, ``meta`` past its bounds (``telemetra.readings.limits``).
+of ``ReadingLimits``, NUL characters, ``meta`` past its bounds (``telemetra.ingest.limits``).
 """
 
 import json
@@ -31,10 +31,10 @@ from typing import Any
 
 import orjson
 
+from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits, Refused, checked_meta
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_timestamp
 from telemetra.kit.timeutil import utcnow
-from telemetra.readings.limits import DEFAULT_LIMITS, ReadingLimits, Refused, checked_meta
 
 MAX_KEY_LENGTH = 100
 MAX_TAGS = 20

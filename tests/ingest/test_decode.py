@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telemetra.ingest.decode import Reading, decode_body, parse_json
 from telemetra.kit.errors import Invalid
-from telemetra.readings.decode import Reading, decode_body, parse_json
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 EPOCH = int(T0.timestamp())

@@ -1,7 +1,7 @@
 """Group commit: one writer per process gathers concurrent ingest requests into one batch.
 
 Callers hand rows to ``Writer.write`` and wait; the writer takes everything queued, writes it
-in one transaction (``telemetra.readings.pgwrite``, ``telemetra.readings.sqlitewrite``),
+in one transaction (``telemetra.ingest.pgwrite``, ``telemetra.ingest.sqlitewrite``),
 commits, and only then resolves each caller with how many of its rows were new. So a 202
 always means committed, and durability costs one commit per batch, not per request. The
 queue is bounded in rows: past the bound ``write`` raises ``Unavailable`` (503 with
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from telemetra.ingest.batches import Row, SensorGone, is_unavailable, refusal
+from telemetra.ingest.partitions import Partitions, month_of
+from telemetra.ingest.pgwrite import PostgresBatches
+from telemetra.ingest.sqlitewrite import SqliteBatches
 from telemetra.kit.errors import Invalid, Unavailable
-from telemetra.readings.batches import Row, SensorGone, is_unavailable, refusal
-from telemetra.readings.partitions import Partitions, month_of
-from telemetra.readings.pgwrite import PostgresBatches
-from telemetra.readings.sqlitewrite import SqliteBatches
 
 log = logging.getLogger("telemetra.writer")
 

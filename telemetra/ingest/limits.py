@@ -2,7 +2,7 @@
 ``meta`` may go (issue 9: a reading dated 2099 stayed every chart's latest value, and 600-deep
 metadata failed a whole batch of other tenants' writes).
 
-``telemetra.readings.decode`` applies these to every body; ``decode.screen`` to readings built
+``telemetra.ingest.decode`` applies these to every body; ``decode.screen`` to readings built
 elsewhere (an import's lines).
 """
 

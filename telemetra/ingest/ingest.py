@@ -16,17 +16,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import devices, sensors
+from telemetra.ingest.batches import Row
+from telemetra.ingest.decode import Reading, Rejection, decode_body
+from telemetra.ingest.decode import screen as screen_readings
+from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits
+from telemetra.ingest.writer import Writer
 from telemetra.kit.db import open_transaction
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs import service as orgs
-from telemetra.readings import sensortypes
-from telemetra.readings.batches import Row
-from telemetra.readings.decode import Reading, Rejection, decode_body
-from telemetra.readings.decode import screen as screen_readings
 from telemetra.readings.flags import is_valid_reading, pack
-from telemetra.readings.limits import DEFAULT_LIMITS, ReadingLimits
-from telemetra.readings.writer import Writer
+from telemetra.sensors import types as sensortypes
 from telemetra.sensors.service import SensorCaps, count_device_sensors, places_for
 from telemetra.settings import Settings
 

@@ -6,9 +6,9 @@ Pure logic: no database here.
 import pytest
 from hypothesis import given, settings
 
+from telemetra.ingest.decode import FORMAT_NAMES, decode_body
 from telemetra.kit.errors import Invalid
-from telemetra.readings.decode import FORMAT_NAMES, decode_body
-from tests.readings.test_decode import EPOCH, bodyish
+from tests.ingest.test_decode import EPOCH, bodyish
 
 # One body of each format, in the order of API.md (bodies 1 to 6).
 EXAMPLES = {

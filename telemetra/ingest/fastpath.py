@@ -15,11 +15,11 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from telemetra.auth.dependencies import DEVICE_KEY_PREFIX
+from telemetra.ingest.decode import parse_json
+from telemetra.ingest.ingest import Target
 from telemetra.kit.body import too_deep
 from telemetra.kit.errors import Unavailable
 from telemetra.kit.problems import problem
-from telemetra.readings.decode import parse_json
-from telemetra.readings.ingest import Target
 
 _ACCEPTED_HEADERS = [(b"content-type", b"application/json")]
 

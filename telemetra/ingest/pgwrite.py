@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from asyncpg import Connection, UniqueViolationError
 
-from telemetra.readings.batches import Row, SensorGone, attribute, note_latest, to_json
+from telemetra.ingest.batches import Row, SensorGone, attribute, note_latest, to_json
 from telemetra.readings.flags import INVALID
 
 COPY_MIN_ROWS = 256

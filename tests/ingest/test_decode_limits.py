@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from telemetra.readings.decode import decode_body
-from telemetra.readings.limits import MAX_META_BYTES, ReadingLimits
+from telemetra.ingest.decode import decode_body
+from telemetra.ingest.limits import MAX_META_BYTES, ReadingLimits
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 EPOCH = int(NOW.timestamp())

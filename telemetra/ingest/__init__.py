@@ -1,0 +1,1 @@
+"""The ingestion path and its storage engine: decode, resolve, validate, group commit."""
