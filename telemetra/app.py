@@ -29,6 +29,7 @@ from telemetra.ingest.retention import apply_retention
 from telemetra.ingest.writer import Writer
 from telemetra.kit.body import BodyLimitMiddleware
 from telemetra.kit.db import open_transaction
+from telemetra.kit.events import EventBus
 from telemetra.kit.jobs import Jobs
 from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.openapi import install_problem_openapi
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url,
                                query_timeout=settings.query_timeout_seconds)
         app.state.engine = engine
+        events = EventBus()  # subscribers are wired below, before anything can publish
+        app.state.events = events
         try:
             await upgrade(engine)
             await auth_service.seed(engine, settings)
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        lambda: apply_retention(engine, partitions, utcnow()))
             jobs.every(COMMAND_EXPIRY_SECONDS, "command expiry",
                        lambda: expire_commands(engine))
+            await events.start()
             if mqtt is not None:
                 await mqtt.start()
             # What start-up made lives as long as the process: out of the collector's sight.
@@ -110,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await mqtt.stop()
                 await jobs.stop()
                 await writer.stop()
+                await events.stop()
         finally:
             await engine.dispose()
 

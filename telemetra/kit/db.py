@@ -6,11 +6,15 @@ and a transaction; after the endpoint has produced its response the transaction 
 the connection and never commit.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Callable, Coroutine
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from telemetra.kit.events import EventBus, take_recorded
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -32,6 +36,45 @@ async def open_transaction(engine: AsyncEngine, *, write: bool,
     return conn
 
 
+async def finish(conn: AsyncConnection, bus: EventBus | None, *, commit: bool) -> None:
+    """End ``conn``'s unit of work: commit, then publish the events recorded on it; or roll
+    back and drop them. A transport between processes (``bus.stage``) writes them in the
+    transaction just before the commit."""
+    events = take_recorded(conn)
+    if not commit:
+        await conn.rollback()
+        return
+    if bus is not None and bus.stage is not None and events:
+        await bus.stage(conn, events)
+    await conn.commit()
+    if bus is not None:
+        bus.publish(events)
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine, bus: EventBus | None = None, *,
+                            query_timeout: float | None = None
+                            ) -> AsyncIterator[AsyncConnection]:
+    """The one way to open a unit of work outside a request::
+
+        async with write_transaction(engine, bus) as conn:
+            await devices.heartbeat(conn, ...)
+
+    Commits when the block ends, rolls back if it raises; the events recorded on ``conn``
+    (``kit.events.record``) are published on ``bus`` after the commit, dropped otherwise."""
+    conn = await open_transaction(engine, write=True, query_timeout=query_timeout)
+    try:
+        try:
+            yield conn
+        except BaseException:
+            await finish(conn, bus, commit=False)
+            raise
+        await finish(conn, bus, commit=True)
+    finally:
+        take_recorded(conn)
+        await conn.close()
+
+
 def after_commit(request: Request, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the request's transaction has committed (e.g. drop a cache entry
     of what the request changed). Not run when the transaction rolls back."""
@@ -43,11 +86,9 @@ async def _finish(request: Request, *, commit: bool) -> None:
     conn: AsyncConnection | None = request.state._state.pop("db_conn", None)
     if conn is not None:
         try:
-            if commit:
-                await conn.commit()
-            else:
-                await conn.rollback()
+            await finish(conn, getattr(request.app.state, "events", None), commit=commit)
         finally:
+            take_recorded(conn)
             await conn.close()
     if commit:
         for callback in callbacks:

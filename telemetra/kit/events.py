@@ -1,0 +1,189 @@
+"""Events after commit: what happened, published once the unit of work that did it commits.
+
+A service records an event on the connection of its unit of work (``record(conn, event)``);
+the unit's owner (``kit.db.write_transaction``, a request's ``TransactionalRoute``) publishes the
+recorded events on the ``EventBus`` after the commit and drops them on a rollback. So a
+reaction (a cache entry dropped, a broker login removed, a socket told) never sees a change
+that did not happen, and no write path can forget one: the service records, subscribers react.
+
+Subscribers are wired in the lifespan. A plain function is called at once, in the publisher's
+task: it must be quick and never block (dropping a cache entry). A coroutine function gets a
+bounded queue and a task of its own, so a slow subscriber never slows the publisher; when its
+queue is full, events for it are dropped, logged and counted (``EventBus.dropped``).
+
+Events are frozen dataclasses registered under a name with ``@event("device.changed")``, so
+that a transport between processes can carry them as JSON (``to_message``/``from_message``).
+"""
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+log = logging.getLogger("telemetra.events")
+
+E = TypeVar("E")
+Handler = Callable[[Any], Awaitable[None] | None]
+
+_KINDS: dict[str, type] = {}
+# Events recorded on a connection whose unit of work has not ended yet. Weak keys: a unit
+# that is never finished (a crash between begin and commit) leaks nothing.
+_RECORDED: "weakref.WeakKeyDictionary[AsyncConnection, list]" = weakref.WeakKeyDictionary()
+
+
+def event(name: str) -> Callable[[type[E]], type[E]]:
+    """Register a frozen dataclass as the event called ``name``."""
+
+    def register(cls: type[E]) -> type[E]:
+        if name in _KINDS and _KINDS[name] is not cls:
+            raise ValueError(f"event {name!r} is registered twice")
+        cls.event_name = name  # type: ignore[attr-defined]
+        _KINDS[name] = cls
+        return cls
+
+    return register
+
+
+def record(conn: AsyncConnection, *events: Any) -> None:
+    """Record ``events`` in the unit of work ``conn`` belongs to: published after it commits."""
+    _RECORDED.setdefault(conn, []).extend(events)
+
+
+def take_recorded(conn: AsyncConnection) -> list:
+    """The events recorded on ``conn``, forgotten there (a unit of work's owner calls this at
+    its end: to publish them after a commit, or to drop them after a rollback)."""
+    return _RECORDED.pop(conn, [])
+
+
+def to_message(item: Any) -> dict:
+    """An event as JSON-ready data (for a transport between processes)."""
+    return {"event": item.event_name, "data": dataclasses.asdict(item)}
+
+
+def from_message(message: dict) -> Any:
+    """The event ``to_message`` made; ``KeyError``/``TypeError`` for an unknown or bad one."""
+    data = message["data"]
+    cls = _KINDS[message["event"]]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return cls(**{name: _tupled(value) for name, value in data.items() if name in fields})
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+class _QueuedSubscriber:
+    def __init__(self, name: str, handler: Handler, size: int) -> None:
+        self.name = name
+        self.handler = handler
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=size)
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                await self.handler(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event subscriber %s failed on %s", self.name,
+                              type(item).__name__)
+            finally:
+                self.queue.task_done()
+
+
+class EventBus:
+    """The events of this process, handed to the subscribers of their type."""
+
+    def __init__(self) -> None:
+        self._inline: dict[type, list[tuple[str, Callable[[Any], None]]]] = {}
+        self._queued: dict[type, list[_QueuedSubscriber]] = {}
+        self._all_queued: list[_QueuedSubscriber] = []
+        self._relays: list[Callable[[list], None]] = []
+        # Set by a transport between processes: writes a unit's events in that unit, just
+        # before it commits, so other processes get them exactly when the change is visible.
+        self.stage: Callable[[AsyncConnection, list], Awaitable[None]] | None = None
+        self.published = 0
+        self.dropped: Counter[str] = Counter()
+
+    def subscribe(self, kind: type, handler: Handler, *, name: str | None = None,
+                  queue_size: int = 10_000) -> None:
+        """Call ``handler`` with every event of type ``kind`` (or a subclass) published here."""
+        name = name or getattr(handler, "__qualname__", repr(handler))
+        if inspect.iscoroutinefunction(handler):
+            subscriber = _QueuedSubscriber(name, handler, queue_size)
+            self._queued.setdefault(kind, []).append(subscriber)
+            self._all_queued.append(subscriber)
+            if _running_loop() is not None:
+                subscriber.task = asyncio.create_task(subscriber.run(), name=f"events-{name}")
+        else:
+            self._inline.setdefault(kind, []).append((name, handler))
+
+    def relay(self, send: Callable[[list], None]) -> None:
+        """Also hand every published batch to ``send`` (a transport to other processes)."""
+        self._relays.append(send)
+
+    async def start(self) -> None:
+        for subscriber in self._all_queued:
+            if subscriber.task is None:
+                subscriber.task = asyncio.create_task(subscriber.run(),
+                                                      name=f"events-{subscriber.name}")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Let queued subscribers finish what they hold (up to ``timeout``), then stop them."""
+        pending = [s.queue.join() for s in self._all_queued if s.task is not None]
+        if pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), timeout)
+            except TimeoutError:
+                log.warning("event subscribers still busy at shutdown; their events are lost")
+        for subscriber in self._all_queued:
+            if subscriber.task is not None:
+                subscriber.task.cancel()
+        await asyncio.gather(*(s.task for s in self._all_queued if s.task is not None),
+                             return_exceptions=True)
+        for subscriber in self._all_queued:
+            subscriber.task = None
+
+    def publish(self, events: Iterable[Any], *, relay: bool = True) -> None:
+        """Hand committed ``events`` to their subscribers; never blocks, never raises.
+        ``relay=False`` for events that came from another process."""
+        events = list(events)
+        if not events:
+            return
+        self.published += len(events)
+        for item in events:
+            for kind in type(item).__mro__:
+                for name, handler in self._inline.get(kind, ()):
+                    try:
+                        handler(item)
+                    except Exception:
+                        log.exception("event subscriber %s failed on %s", name,
+                                      type(item).__name__)
+                for subscriber in self._queued.get(kind, ()):
+                    try:
+                        subscriber.queue.put_nowait(item)
+                    except asyncio.QueueFull:
+                        self.dropped[subscriber.name] += 1
+                        log.warning("event subscriber %s is behind; %s dropped",
+                                    subscriber.name, type(item).__name__)
+        if relay:
+            for send in self._relays:
+                try:
+                    send(events)
+                except Exception:
+                    log.exception("relaying %d events to other processes failed", len(events))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
