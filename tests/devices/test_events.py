@@ -1,13 +1,17 @@
 """A device's changes reach their subscribers (caches, the broker) only once committed, from
 whichever endpoint made them, and never when the change is rolled back."""
 
+import orjson
 import pytest
 from sqlalchemy import select
 
+from telemetra.connectors.events import ConnectorsChanged
 from telemetra.db.tables import devices
 from telemetra.devices import service
 from telemetra.devices.events import DeviceChanged, DeviceKeyIssued
-from telemetra.kit.events import to_message
+from telemetra.kit.events import from_message, to_message
+from telemetra.orgs.events import InvalidTagsChanged
+from telemetra.sensors.events import SensorChanged
 from tests.helpers import device_key
 from tests.mqtt.conftest import eventually
 
@@ -80,3 +84,15 @@ def test_a_heartbeat_reports_a_status_change_only_when_the_status_changes(
     assert published == []  # nothing a cache or the broker holds has changed
     assert api.post(path, headers, json={"status": "maintenance"}).status_code == 200
     assert [(e.status, e.status_changed) for e in published] == [("maintenance", True)]
+
+
+@pytest.mark.parametrize("item", [
+    DeviceChanged(1, 2, "inactive", status_changed=True),
+    DeviceChanged(1, 2, "active", deleted=True),
+    SensorChanged(3, 1, 2, deleted=True),
+    InvalidTagsChanged(2),
+    ConnectorsChanged(2),
+], ids=lambda item: type(item).__name__)
+def test_what_other_processes_may_hear_of_survives_the_trip_as_json(item):
+    assert not getattr(item, "local_only", False)
+    assert from_message(orjson.loads(orjson.dumps(to_message(item)))) == item
