@@ -21,6 +21,7 @@ from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.db.relay import relay_for
 from telemetra.devices.endpoints import router as devices_router
+from telemetra.devices.events import DeviceChanged
 from telemetra.groups.endpoints import router as groups_router
 from telemetra.ingest.endpoints import ingest_router
 from telemetra.ingest.fastpath import DeviceIngestFastPath
@@ -29,7 +30,7 @@ from telemetra.ingest.partitions import Partitions, months_around
 from telemetra.ingest.retention import apply_retention
 from telemetra.ingest.writer import Writer
 from telemetra.kit.body import BodyLimitMiddleware
-from telemetra.kit.db import open_transaction
+from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus
 from telemetra.kit.jobs import Jobs
 from telemetra.kit.middleware import RequestIdMiddleware
@@ -38,8 +39,10 @@ from telemetra.kit.problems import install_problem_handlers
 from telemetra.kit.timeutil import utcnow
 from telemetra.mqtt.bridge import MqttBridge
 from telemetra.orgs.endpoints import router as orgs_router
+from telemetra.orgs.events import InvalidTagsChanged
 from telemetra.readings.endpoints import router as readings_router
 from telemetra.sensors.endpoints import router as sensors_router
+from telemetra.sensors.events import SensorChanged
 from telemetra.settings import Settings, get_settings
 from telemetra.sites.endpoints import router as sites_router
 from telemetra.system.endpoints import health_router
@@ -59,13 +62,23 @@ FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_
                    system_router)
 
 
-async def expire_commands(engine) -> None:
-    conn = await open_transaction(engine, write=True)
-    try:
-        if await expire_due(conn, utcnow()):
-            await conn.commit()
-    finally:
-        await conn.close()
+async def expire_commands(engine, events: EventBus) -> None:
+    async with write_transaction(engine, events) as conn:
+        await expire_due(conn, utcnow())
+
+
+def keep_caches_true(events: EventBus, device_keys: DeviceKeyCache, ingestor: Ingestor) -> None:
+    """This process's caches drop what a committed change made stale, whichever transport
+    (HTTP, MQTT, the command line) or process made it."""
+    events.subscribe(DeviceChanged, lambda changed: device_keys.forget(changed.device_id),
+                     name="device keys")
+    events.subscribe(DeviceChanged, lambda changed: ingestor.forget_device(changed.device_id),
+                     name="ingestor devices")
+    events.subscribe(SensorChanged, lambda changed: ingestor.forget_device(changed.device_id),
+                     name="ingestor sensors")
+    events.subscribe(InvalidTagsChanged,
+                     lambda changed: ingestor.forget_organization(changed.organization_id),
+                     name="ingestor invalid tags")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -93,9 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await writer.start()
             app.state.ingestor = Ingestor.from_settings(engine, writer, settings)
             app.state.device_keys = DeviceKeyCache()
+            keep_caches_true(events, app.state.device_keys, app.state.ingestor)
             app.state.partitions = partitions
-            mqtt = (MqttBridge(settings, engine, app.state.ingestor) if settings.mqtt_url
-                    else None)
+            mqtt = (MqttBridge(settings, engine, app.state.ingestor, events)
+                    if settings.mqtt_url else None)
             app.state.mqtt = mqtt
             app.state.started = time.monotonic()
             jobs = Jobs()
@@ -104,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jobs.every(settings.maintenance_seconds, "retention",
                        lambda: apply_retention(engine, partitions, utcnow()))
             jobs.every(COMMAND_EXPIRY_SECONDS, "command expiry",
-                       lambda: expire_commands(engine))
+                       lambda: expire_commands(engine, events))
             if relay is not None:
                 jobs.every(settings.maintenance_seconds, "relayed events", relay.prune)
             await events.start()

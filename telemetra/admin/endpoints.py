@@ -1,13 +1,12 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 
 from telemetra.admin import service
 from telemetra.admin.schemas import DeviceStatusChange, DeviceStatusCounts, PlatformStats
 from telemetra.auth.dependencies import Superadmin
 from telemetra.auth.schemas import User
-from telemetra.devices.endpoints import device_changed
 from telemetra.devices.schemas import Device, DeviceStatus
 from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
@@ -46,16 +45,13 @@ async def get_any_device(device_id: int, conn: ConnDep, admin: Superadmin):
 @router.put("/devices/{device_id:int}/status", response_model=Device,
             summary="Set any device's status")
 async def set_any_device_status(device_id: int, body: DeviceStatusChange, conn: ConnDep,
-                                admin: Superadmin, request: Request):
-    device_changed(request, device_id, status=body.status.value)
+                                admin: Superadmin):
     return await service.set_device_status(conn, device_id, body.status)
 
 
 @router.delete("/devices/{device_id:int}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete any device with its data")
-async def delete_any_device(device_id: int, conn: ConnDep, admin: Superadmin,
-                            request: Request):
-    device_changed(request, device_id, deleted=True)
+async def delete_any_device(device_id: int, conn: ConnDep, admin: Superadmin):
     await service.delete_device(conn, device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

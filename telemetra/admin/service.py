@@ -1,11 +1,11 @@
 """Cross-organization views and actions for superadmins. The only unscoped queries."""
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, groups, organizations, sensors, sites, users
 from telemetra.devices.schemas import DeviceStatus
-from telemetra.devices.service import device_out
+from telemetra.devices.service import delete_devices, device_out, record_changed
 from telemetra.kit.errors import NotFound
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.timeutil import utcnow
@@ -55,15 +55,19 @@ async def get_device(conn: AsyncConnection, device_id: int) -> dict:
 
 
 async def set_device_status(conn: AsyncConnection, device_id: int, status: DeviceStatus) -> dict:
-    await get_device(conn, device_id)
+    before = (await conn.execute(select(devices).where(devices.c.id == device_id))
+              ).mappings().first()
+    if before is None:
+        raise NotFound(f"device {device_id} not found")
     await conn.execute(update(devices).where(devices.c.id == device_id)
                        .values(status=status.value, updated_at=utcnow()))
+    record_changed(conn, before, status.value)
     return await get_device(conn, device_id)
 
 
 async def delete_device(conn: AsyncConnection, device_id: int) -> None:
     await get_device(conn, device_id)
-    await conn.execute(delete(devices).where(devices.c.id == device_id))
+    await delete_devices(conn, devices.c.id == device_id)
 
 
 async def device_status_counts(conn: AsyncConnection) -> dict:

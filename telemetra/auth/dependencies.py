@@ -1,12 +1,17 @@
 """Who is calling: a user (access JWT) or a device (its ``tdk_`` key), and what they may do."""
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import exists, select
 
+from telemetra.auth.principals import (  # noqa: F401 (re-exported for the endpoints)
+    DEVICE_KEY_LOOKUP_CHARS,
+    DEVICE_KEY_PREFIX,
+    AuthDevice,
+    AuthUser,
+)
 from telemetra.auth.roles import Role
 from telemetra.auth.tokens import decode_access_token
 from telemetra.db.tables import devices, refresh_tokens, users
@@ -14,30 +19,10 @@ from telemetra.kit.db import ConnDep
 from telemetra.kit.errors import Forbidden, Unauthorized
 from telemetra.kit.secrets import same_hash
 
-DEVICE_KEY_PREFIX = "tdk_"
-DEVICE_KEY_LOOKUP_CHARS = 12  # "tdk_" + 8 random characters, stored in clear to find the row
-
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False,
                                      description="User access token, or a device key")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="Device key (starts with tdk_)")
-
-
-@dataclass(frozen=True)
-class AuthUser:
-    id: int
-    organization_id: int
-    username: str
-    role: Role
-    is_superadmin: bool
-    session_id: str  # the refresh-token family the access token was issued with
-
-
-@dataclass(frozen=True)
-class AuthDevice:
-    id: int
-    organization_id: int
-    status: str
 
 
 async def _device_from_key(request: Request, conn, key: str) -> AuthDevice:

@@ -10,12 +10,12 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.auth import tokens
-from telemetra.auth.dependencies import AuthUser
 from telemetra.auth.passwords import hash_password, verify_password
+from telemetra.auth.principals import AuthUser
 from telemetra.auth.roles import Role
 from telemetra.auth.schemas import PasswordChange, SignupRequest
 from telemetra.db.tables import new_security_stamp, refresh_tokens, users
-from telemetra.kit.db import open_transaction
+from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Conflict, Forbidden, Unauthorized
 from telemetra.kit.secrets import token_hash
 from telemetra.kit.timeutil import utcnow
@@ -196,11 +196,7 @@ async def seed(engine, settings: Settings) -> None:
     """The default organization and the configured superadmin, once, even when several
     processes start at the same time (they take turns: an advisory lock on PostgreSQL, the
     write lock on SQLite)."""
-    conn = await open_transaction(engine, write=True)
-    try:
+    async with write_transaction(engine) as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(7003)"))
         await ensure_superadmin(conn, settings)
-        await conn.commit()
-    finally:
-        await conn.close()

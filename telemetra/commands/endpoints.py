@@ -1,39 +1,18 @@
 """Commands from the platform to a device: members send and cancel them, the device polls for
 them and reports the outcome (or receives them over MQTT)."""
 
-import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
 from telemetra.auth.dependencies import AuthDevice, DeviceOrMember, Member, Principal
 from telemetra.commands import service
 from telemetra.commands.schemas import Command, CommandCreate, CommandReport, CommandStatus
-from telemetra.kit.db import ConnDep, TransactionalRoute, after_commit, writes
+from telemetra.kit.db import ConnDep, TransactionalRoute, writes
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 
-log = logging.getLogger("telemetra.commands")
-
 router = APIRouter(prefix="/devices", tags=["commands"], route_class=TransactionalRoute)
-
-
-def publish_after_commit(request: Request, command: dict) -> None:
-    """Send the command over MQTT once it is committed (never one that was rolled back)."""
-    message = service.command_message(command)
-
-    def publish() -> None:
-        mqtt = request.app.state.mqtt
-        if mqtt is None:
-            return
-        try:
-            mqtt.publish_command(message)
-        except Exception:
-            # The command is stored and the answer is a 201 either way: the device still
-            # gets it by polling, or when it is published again on reconnection.
-            log.exception("command %s stored but not published over MQTT", message["id"])
-
-    after_commit(request, publish)
 
 
 @router.post("/{device_id}/commands", response_model=Command,
@@ -42,12 +21,8 @@ def publish_after_commit(request: Request, command: dict) -> None:
                          "device's topic `<prefix>/devices/{device_id}/commands` once stored. "
                          "With `ttl_seconds` it expires that long after creation unless it is "
                          "finished by then.")
-async def create_command(device_id: int, body: CommandCreate, conn: ConnDep, user: Member,
-                         request: Request):
-    command = await service.create_command(conn, user.organization_id, user.id, device_id,
-                                           body)
-    publish_after_commit(request, command)
-    return command
+async def create_command(device_id: int, body: CommandCreate, conn: ConnDep, user: Member):
+    return await service.create_command(conn, user.organization_id, user.id, device_id, body)
 
 
 @router.get("/{device_id}/commands", response_model=Page[Command],

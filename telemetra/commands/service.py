@@ -12,11 +12,13 @@ from sqlalchemy import Select, and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telemetra.auth.dependencies import AuthDevice
+from telemetra.auth.principals import AuthDevice
+from telemetra.commands.events import CommandQueued
 from telemetra.commands.schemas import CommandCreate, CommandOutcome, CommandStatus
 from telemetra.db.tables import commands
 from telemetra.devices.service import device_for, get_device, touch
 from telemetra.kit.errors import Conflict, Invalid, NotFound
+from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.schemas import check_free_form
 from telemetra.kit.timeutil import utcnow
@@ -98,7 +100,9 @@ async def create_command(conn: AsyncConnection, organization_id: int, user_id: i
         params=body.params or {}, status=CommandStatus.queued.value, created_by=user_id,
         expires_at=expires_at, created_at=now, updated_at=now,
     ).returning(commands.c.id))
-    return dict(await _get(conn, organization_id, device_id, command_id, now))
+    command = dict(await _get(conn, organization_id, device_id, command_id, now))
+    record(conn, CommandQueued(command_id, device_id, organization_id, command_message(command)))
+    return command
 
 
 async def get_command(conn: AsyncConnection, principal, device_id: int,

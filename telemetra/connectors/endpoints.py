@@ -9,7 +9,7 @@ from telemetra.connectors.schemas import (
     ConnectorKind,
     ConnectorUpdate,
 )
-from telemetra.kit.db import ConnDep, TransactionalRoute, after_commit
+from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 
@@ -18,18 +18,6 @@ router = APIRouter(prefix="/connectors", tags=["connectors"], route_class=Transa
 _KIND_RULES = ("`mqtt_topic` connectors subscribe to `topic`, an MQTT topic filter outside "
                 "the platform's own topic prefix; `http_pull` connectors fetch `url` every "
                 "`interval_seconds`. A field of the other kind is a 422.")
-
-
-def connectors_changed(request: Request) -> None:
-    """Once the change is committed, the MQTT consumer (when there is one) re-reads its
-    connectors, so subscriptions follow without a restart."""
-
-    def resync() -> None:
-        mqtt = request.app.state.mqtt
-        if mqtt is not None:
-            mqtt.connectors_changed()
-
-    after_commit(request, resync)
 
 
 def _mqtt_prefix(request: Request) -> str:
@@ -49,10 +37,8 @@ async def list_connectors(conn: ConnDep, user: CurrentUser, params: PageDep,
              summary="Create a connector (admin)", description=_KIND_RULES)
 async def create_connector(body: ConnectorCreate, conn: ConnDep, user: Admin,
                            request: Request):
-    connector = await service.create_connector(conn, user.organization_id, body,
-                                               mqtt_prefix=_mqtt_prefix(request))
-    connectors_changed(request)
-    return connector
+    return await service.create_connector(conn, user.organization_id, body,
+                                          mqtt_prefix=_mqtt_prefix(request))
 
 
 @router.get("/{connector_id}", response_model=Connector, summary="One connector")
@@ -65,15 +51,12 @@ async def get_connector(connector_id: int, conn: ConnDep, user: CurrentUser):
                           "the old kind's fields. " + _KIND_RULES)
 async def update_connector(connector_id: int, body: ConnectorUpdate, conn: ConnDep, user: Admin,
                            request: Request):
-    connector = await service.update_connector(conn, user.organization_id, connector_id, body,
-                                               mqtt_prefix=_mqtt_prefix(request))
-    connectors_changed(request)
-    return connector
+    return await service.update_connector(conn, user.organization_id, connector_id, body,
+                                          mqtt_prefix=_mqtt_prefix(request))
 
 
 @router.delete("/{connector_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a connector (admin); the readings it stored stay")
-async def delete_connector(connector_id: int, conn: ConnDep, user: Admin, request: Request):
+async def delete_connector(connector_id: int, conn: ConnDep, user: Admin):
     await service.delete_connector(conn, user.organization_id, connector_id)
-    connectors_changed(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,6 +7,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from telemetra.connectors.events import ConnectorsChanged
 from telemetra.connectors.schemas import (
     DEFAULT_INTERVAL_SECONDS,
     ConnectorCreate,
@@ -15,6 +16,7 @@ from telemetra.connectors.schemas import (
 )
 from telemetra.db.tables import connectors, devices
 from telemetra.kit.errors import Invalid
+from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_name_free, ensure_scoped, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
@@ -90,6 +92,7 @@ async def create_connector(conn: AsyncConnection, organization_id: int, body: Co
     connector_id = await conn.scalar(insert(connectors).values(
         **values, organization_id=organization_id, created_at=now, updated_at=now,
     ).returning(connectors.c.id))
+    record(conn, ConnectorsChanged(organization_id))
     return await get_connector(conn, organization_id, connector_id)
 
 
@@ -115,6 +118,7 @@ async def update_connector(conn: AsyncConnection, organization_id: int, connecto
                                exclude_id=connector_id)
     await conn.execute(update(connectors).where(connectors.c.id == connector_id)
                        .values(**values, updated_at=utcnow()))
+    record(conn, ConnectorsChanged(organization_id))
     return await get_connector(conn, organization_id, connector_id)
 
 
@@ -122,6 +126,7 @@ async def delete_connector(conn: AsyncConnection, organization_id: int,
                            connector_id: int) -> None:
     await get_connector(conn, organization_id, connector_id)
     await conn.execute(delete(connectors).where(connectors.c.id == connector_id))
+    record(conn, ConnectorsChanged(organization_id))
 
 
 async def mqtt_topic_connectors(conn: AsyncConnection) -> list[RowMapping]:

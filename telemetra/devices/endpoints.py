@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request, status
+from fastapi import APIRouter, Body, Query, status
 from fastapi.responses import Response
 
 from telemetra.auth.dependencies import CurrentUser, DeviceOrMember, Member
@@ -18,36 +18,12 @@ from telemetra.devices.schemas import (
     LogLevel,
     LogsAccepted,
 )
-from telemetra.kit.db import ConnDep, TransactionalRoute, after_commit
+from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 from telemetra.kit.timeparse import ACCEPTED, parse_query_time
 
 router = APIRouter(prefix="/devices", tags=["devices"], route_class=TransactionalRoute)
-
-def device_changed(request: Request, device_id: int, *, key: str | None = None,
-                   status: str | None = None, deleted: bool = False) -> None:
-    """This process's caches forget the device now and again once the change is committed
-    (so a concurrent request cannot put the old state back meanwhile); the broker's login for
-    the device follows a new ``key``, a ``status`` or its deletion once committed."""
-
-    def forget() -> None:
-        request.app.state.device_keys.forget(device_id)
-        request.app.state.ingestor.forget_device(device_id)
-
-    forget()
-    after_commit(request, forget)
-    mqtt = request.app.state.mqtt
-    if mqtt is None:
-        return
-    if deleted:
-        after_commit(request, lambda: mqtt.device_deleted(device_id))
-    elif key is not None:
-        after_commit(request, lambda: mqtt.device_key_issued(device_id, key,
-                                                             active=status != "inactive"))
-    elif status is not None:
-        after_commit(request, lambda: mqtt.device_status_changed(device_id, status))
-
 
 TimeQuery = Annotated[str | None, Query(max_length=64, description=f"Time: {ACCEPTED}")]
 
@@ -55,10 +31,8 @@ TimeQuery = Annotated[str | None, Query(max_length=64, description=f"Time: {ACCE
 @router.post("", response_model=DeviceWithKey, status_code=status.HTTP_201_CREATED,
              summary="Register a device (member)",
              description="The answer carries `api_key`, shown this once: only its hash is kept.")
-async def create_device(body: DeviceCreate, conn: ConnDep, user: Member, request: Request):
-    device = await service.create_device(conn, user.organization_id, user.id, body)
-    device_changed(request, device["id"], key=device["api_key"], status=device["status"])
-    return device
+async def create_device(body: DeviceCreate, conn: ConnDep, user: Member):
+    return await service.create_device(conn, user.organization_id, user.id, body)
 
 
 @router.get("", response_model=Page[Device], summary="List devices")
@@ -80,27 +54,21 @@ async def get_device(device_id: int, conn: ConnDep, user: CurrentUser):
 
 
 @router.patch("/{device_id}", response_model=Device, summary="Update a device (member)")
-async def update_device(device_id: int, body: DeviceUpdate, conn: ConnDep, user: Member,
-                        request: Request):
-    device_changed(request, device_id,
-                   status=body.status.value if body.status is not None else None)
+async def update_device(device_id: int, body: DeviceUpdate, conn: ConnDep, user: Member):
     return await service.update_device(conn, user.organization_id, device_id, body)
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a device with its sensors, readings, logs and commands (member)")
-async def delete_device(device_id: int, conn: ConnDep, user: Member, request: Request):
-    device_changed(request, device_id, deleted=True)
+async def delete_device(device_id: int, conn: ConnDep, user: Member):
     await service.delete_device(conn, user.organization_id, device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{device_id}/rotate-key", response_model=DeviceWithKey,
              summary="Issue a new key (member); the old key stops working at once")
-async def rotate_device_key(device_id: int, conn: ConnDep, user: Member, request: Request):
-    device = await service.rotate_key(conn, user.organization_id, device_id)
-    device_changed(request, device_id, key=device["api_key"], status=device["status"])
-    return device
+async def rotate_device_key(device_id: int, conn: ConnDep, user: Member):
+    return await service.rotate_key(conn, user.organization_id, device_id)
 
 
 @router.get("/{device_id}/status", response_model=DeviceStatusInfo,
@@ -114,9 +82,7 @@ async def get_device_status(device_id: int, conn: ConnDep, user: CurrentUser):
              description="Updates `last_seen`; optional `status`, `firmware_version`, "
                          "`metadata`; other fields are merged into the metadata.")
 async def device_heartbeat(device_id: int, conn: ConnDep, principal: DeviceOrMember,
-                           request: Request, body: Annotated[Heartbeat | None, Body()] = None):
-    if body is not None and body.status is not None:
-        device_changed(request, device_id, status=body.status.value)
+                           body: Annotated[Heartbeat | None, Body()] = None):
     return await service.heartbeat(conn, principal, device_id, body)
 
 

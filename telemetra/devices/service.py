@@ -6,8 +6,17 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telemetra.auth.dependencies import DEVICE_KEY_LOOKUP_CHARS, DEVICE_KEY_PREFIX, AuthDevice
-from telemetra.db.tables import device_logs, devices, group_members, organizations, sites
+from telemetra.auth.principals import DEVICE_KEY_LOOKUP_CHARS, DEVICE_KEY_PREFIX, AuthDevice
+from telemetra.connectors.events import ConnectorsChanged
+from telemetra.db.tables import (
+    connectors,
+    device_logs,
+    devices,
+    group_members,
+    organizations,
+    sites,
+)
+from telemetra.devices.events import DeviceChanged, DeviceKeyIssued
 from telemetra.devices.schemas import (
     DeviceCreate,
     DeviceStatus,
@@ -17,6 +26,7 @@ from telemetra.devices.schemas import (
     LogLevel,
 )
 from telemetra.kit.errors import Invalid, NotFound, QuotaExceeded
+from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.schemas import check_free_form
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
@@ -90,7 +100,22 @@ async def create_device(conn: AsyncConnection, organization_id: int, owner_id: i
         **body.model_dump(), organization_id=organization_id, owner_id=owner_id,
         api_key_prefix=prefix, api_key_hash=key_hash, created_at=now, updated_at=now,
     ).returning(devices.c.id))
-    return {**device_out(await get_device(conn, organization_id, device_id)), "api_key": key}
+    device = await get_device(conn, organization_id, device_id)
+    _key_issued(conn, device, key)
+    return {**device_out(device), "api_key": key}
+
+
+def _key_issued(conn: AsyncConnection, device: RowMapping, key: str) -> None:
+    record(conn, DeviceChanged(device["id"], device["organization_id"], device["status"]),
+           DeviceKeyIssued(device["id"], device["organization_id"], key,
+                           active=device["status"] != DeviceStatus.inactive.value))
+
+
+def record_changed(conn: AsyncConnection, before: RowMapping, status: str | None = None) -> None:
+    """Record that the device ``before`` (its row as it was) changed, to ``status`` if given."""
+    now = status or before["status"]
+    record(conn, DeviceChanged(before["id"], before["organization_id"], now,
+                               status_changed=now != before["status"]))
 
 
 async def update_device(conn: AsyncConnection, organization_id: int, device_id: int,
@@ -105,21 +130,46 @@ async def update_device(conn: AsyncConnection, organization_id: int, device_id: 
     if values:
         await conn.execute(update(devices).where(devices.c.id == device_id)
                            .values(**values, updated_at=utcnow()))
+        record_changed(conn, device, values.get("status"))
     return device_out(await get_device(conn, organization_id, device_id))
 
 
 async def delete_device(conn: AsyncConnection, organization_id: int, device_id: int) -> None:
-    """Delete a device with its sensors, readings, logs and commands (FK cascades)."""
+    """Delete a device with its sensors, readings, logs, commands and connectors (FK
+    cascades)."""
     await get_device(conn, organization_id, device_id)
-    await conn.execute(delete(devices).where(devices.c.id == device_id))
+    await delete_devices(conn, devices.c.id == device_id)
+
+
+async def delete_devices(conn: AsyncConnection, where) -> int:
+    """Delete the devices matching ``where`` with everything that cascades from them,
+    recording a ``DeviceChanged(deleted)`` for each (and ``ConnectorsChanged`` where
+    connectors went with them); returns how many. The rows are locked first, so the events
+    name exactly the devices deleted and no connector can be added to them meanwhile."""
+    gone = (await conn.execute(
+        select(devices.c.id, devices.c.organization_id, devices.c.status).where(where)
+        .order_by(devices.c.id).with_for_update())).all()
+    if not gone:
+        return 0
+    fed = (await conn.scalars(
+        select(connectors.c.organization_id).distinct()
+        .where(connectors.c.device_id.in_(select(devices.c.id).where(where))))).all()
+    await conn.execute(delete(devices).where(where))
+    record(conn, *(DeviceChanged(row.id, row.organization_id, row.status, deleted=True)
+                   for row in gone),
+           *(ConnectorsChanged(organization_id) for organization_id in sorted(fed)))
+    return len(gone)
 
 
 async def rotate_key(conn: AsyncConnection, organization_id: int, device_id: int) -> dict:
+    """A new key for the device; the old one stops working once this commits."""
     await get_device(conn, organization_id, device_id)
     key, prefix, key_hash = await _new_key(conn)
     await conn.execute(update(devices).where(devices.c.id == device_id).values(
         api_key_prefix=prefix, api_key_hash=key_hash, updated_at=utcnow()))
-    return {**device_out(await get_device(conn, organization_id, device_id)), "api_key": key}
+    device = await get_device(conn, organization_id, device_id)
+    _key_issued(conn, device, key)
+    return {**device_out(device), "api_key": key}
 
 
 def status_out(row: RowMapping) -> dict:
@@ -164,6 +214,8 @@ async def heartbeat(conn: AsyncConnection, principal, device_id: int,
     if values:
         values["updated_at"] = utcnow()
     await touch(conn, device, **values)
+    if values.get("status", device["status"]) != device["status"]:
+        record_changed(conn, device, values["status"])
     return status_out(await get_device(conn, principal.organization_id, device_id))
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import organizations, readings, sensors
 from telemetra.ingest.partitions import Partitions
-from telemetra.kit.db import open_transaction
+from telemetra.kit.db import write_transaction
 from telemetra.readings.review import refresh_latest
 
 log = logging.getLogger("telemetra.retention")
@@ -24,8 +24,7 @@ CHUNK = 10_000
 async def _delete_older(engine: AsyncEngine, sensor_id: int, cutoff: datetime) -> int:
     deleted = 0
     while True:
-        conn = await open_transaction(engine, write=True)
-        try:
+        async with write_transaction(engine) as conn:
             oldest = (select(readings.c.ts)
                       .where(readings.c.sensor_id == sensor_id, readings.c.ts < cutoff)
                       .order_by(readings.c.ts).limit(CHUNK))
@@ -33,9 +32,6 @@ async def _delete_older(engine: AsyncEngine, sensor_id: int, cutoff: datetime) -
                 readings.c.sensor_id == sensor_id, readings.c.ts.in_(oldest)))
             if result.rowcount:
                 await refresh_latest(conn, [sensor_id])
-            await conn.commit()
-        finally:
-            await conn.close()
         deleted += result.rowcount
         if result.rowcount < CHUNK:
             return deleted

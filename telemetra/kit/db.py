@@ -75,14 +75,7 @@ async def write_transaction(engine: AsyncEngine, bus: EventBus | None = None, *,
         await conn.close()
 
 
-def after_commit(request: Request, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the request's transaction has committed (e.g. drop a cache entry
-    of what the request changed). Not run when the transaction rolls back."""
-    request.state._state.setdefault("after_commit", []).append(callback)
-
-
 async def _finish(request: Request, *, commit: bool) -> None:
-    callbacks = request.state._state.pop("after_commit", [])
     conn: AsyncConnection | None = request.state._state.pop("db_conn", None)
     if conn is not None:
         try:
@@ -90,9 +83,6 @@ async def _finish(request: Request, *, commit: bool) -> None:
         finally:
             take_recorded(conn)
             await conn.close()
-    if commit:
-        for callback in callbacks:
-            callback()
 
 
 class TransactionalRoute(APIRoute):

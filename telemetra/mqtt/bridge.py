@@ -15,8 +15,12 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.commands import service as commands
+from telemetra.commands.events import CommandQueued
 from telemetra.connectors import service as connectors
+from telemetra.connectors.events import ConnectorsChanged
+from telemetra.devices.events import DeviceChanged, DeviceKeyIssued
 from telemetra.ingest.ingest import Ingestor
+from telemetra.kit.events import EventBus
 from telemetra.kit.timeutil import utcnow
 from telemetra.mqtt.accounts import RESPONSE_TOPIC, BrokerAccounts
 from telemetra.mqtt.consumer import Consumer, TopicConnector
@@ -51,7 +55,8 @@ def claim_client_id(base: str) -> tuple[str, IO]:
 
 
 class MqttBridge:
-    def __init__(self, settings: Settings, engine: AsyncEngine, ingestor: Ingestor) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, ingestor: Ingestor,
+                 events: EventBus) -> None:
         assert settings.mqtt_url
         self.engine = engine
         self.auth = settings.mqtt_auth
@@ -67,16 +72,21 @@ class MqttBridge:
         self.consumer = Consumer(engine, ingestor, self.topics, self.presence,
                                  max_payload_bytes=settings.max_body_bytes, ack=self.link.ack,
                                  current=self.link.current, republish=self.republish_pending,
-                                 device_changed=self._device_status_changed)
+                                 events=events)
         self.accounts = (BrokerAccounts(engine, self.topics, self.link.publish,
                                         lambda: self.link.connected,
                                         self.link.address.username)
                          if self.auth is MqttAuth.dynsec else None)
-        self._ingestor = ingestor
         self._tasks: set[asyncio.Task] = set()
         self._presence_task: asyncio.Task | None = None
         self._connector_filters: set[str] = set()
         self._reload_lock = asyncio.Lock()
+        # Quick handlers (they queue an operation or a publication): called right after the
+        # commit that made the change, whichever transport made it.
+        events.subscribe(DeviceKeyIssued, self._key_issued, name="mqtt device login")
+        events.subscribe(DeviceChanged, self._device_changed, name="mqtt device status")
+        events.subscribe(CommandQueued, self._command_queued, name="mqtt commands")
+        events.subscribe(ConnectorsChanged, self._connectors_changed, name="mqtt connectors")
 
     @property
     def status(self) -> str:
@@ -108,30 +118,37 @@ class MqttBridge:
         await self.link.stop()
         self._slot_lock.close()
 
-    # -- what the HTTP side calls (after its transaction commits) ------------------------
+    # -- what committed changes make it do ----------------------------------------------
 
     def publish_command(self, message: dict) -> None:
         """Send a command to its device (QoS 1); the broker keeps it for a persistent
         session, and a device coming back online gets its queued commands again."""
         self.link.publish(self.topics.commands(message["device_id"]), orjson.dumps(message))
 
-    def connectors_changed(self) -> None:
+    def _command_queued(self, queued: CommandQueued) -> None:
+        try:
+            self.publish_command(queued.message)
+        except Exception:
+            # The command is stored and was answered 201 either way: the device still gets
+            # it by polling, or when it is published again on reconnection.
+            log.exception("command %s stored but not published over MQTT", queued.command_id)
+
+    def _connectors_changed(self, changed: ConnectorsChanged) -> None:
         """Every platform process re-reads its connector subscriptions."""
         self._spawn(self.reload_connectors())
         self.link.publish(self.topics.connectors_changed, b"{}")
 
-    def device_key_issued(self, device_id: int, key: str, *, active: bool = True) -> None:
+    def _key_issued(self, issued: DeviceKeyIssued) -> None:
         if self.accounts is not None:
-            self.accounts.provision(device_id, key, active=active)
+            self.accounts.provision(issued.device_id, issued.key, active=issued.active)
 
-    def device_status_changed(self, device_id: int, status: str) -> None:
-        if self.accounts is not None:
-            self.accounts.set_active(device_id, status != "inactive")
-
-    def device_deleted(self, device_id: int) -> None:
-        if self.accounts is not None:
-            self.accounts.remove(device_id)
-        self.connectors_changed()  # its connectors went with it
+    def _device_changed(self, changed: DeviceChanged) -> None:
+        if self.accounts is None:
+            return
+        if changed.deleted:
+            self.accounts.remove(changed.device_id)
+        elif changed.status_changed:
+            self.accounts.set_active(changed.device_id, changed.status != "inactive")
 
     def metrics(self) -> dict:
         return {"status": self.status, "auth": self.auth.value,
@@ -140,11 +157,6 @@ class MqttBridge:
                 "broker_account_failures": self.accounts.failures if self.accounts else 0}
 
     # -- inside ----------------------------------------------------------------------------
-
-    def _device_status_changed(self, device_id: int, status: str | None) -> None:
-        self._ingestor.forget_device(device_id)
-        if status is not None:
-            self.device_status_changed(device_id, status)
 
     async def republish_pending(self, device_id: int) -> None:
         async with self.engine.connect() as conn:

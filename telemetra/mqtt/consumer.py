@@ -17,13 +17,14 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telemetra.auth.dependencies import AuthDevice
+from telemetra.auth.principals import AuthDevice
 from telemetra.commands import service as commands
 from telemetra.devices import service as devices
 from telemetra.devices.schemas import Heartbeat, LogCreate, LogLevel
 from telemetra.ingest.ingest import DeviceInfo, Ingestor
-from telemetra.kit.db import open_transaction
+from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Conflict, Invalid, NotFound, TelemetraError, Unavailable
+from telemetra.kit.events import EventBus
 from telemetra.kit.timeutil import utcnow
 from telemetra.mqtt.link import Inbound
 from telemetra.mqtt.messages import (
@@ -63,7 +64,7 @@ class Consumer:
                  presence: Presence, *, max_payload_bytes: int,
                  ack: Callable[[Inbound], None], current: Callable[[Inbound], bool],
                  republish: Callable[[int], Awaitable[None]],
-                 device_changed: Callable[[int, str | None], None]) -> None:
+                 events: EventBus | None = None) -> None:
         self.engine = engine
         self.ingestor = ingestor
         self.topics = topics
@@ -74,7 +75,7 @@ class Consumer:
         self._ack = ack
         self._current = current
         self._republish = republish
-        self._device_changed = device_changed
+        self.events = events  # what MQTT messages change is published there after commit
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
 
@@ -270,8 +271,6 @@ class Consumer:
                 raise Rejected(f"invalid heartbeat: {first_error(exc)}") from None
         await self._in_transaction(devices.heartbeat, self._principal(device),
                                    device.target.device_id, body)
-        if body is not None and body.status is not None:
-            self._device_changed(device.target.device_id, body.status.value)
 
     async def _logs(self, device: DeviceInfo, payload: bytes) -> None:
         try:
@@ -310,17 +309,13 @@ class Consumer:
             raise Rejected(exc.detail) from None
 
     async def _in_transaction(self, function, *args) -> None:
-        conn = await open_transaction(self.engine, write=True)
         try:
-            try:
+            async with write_transaction(self.engine, self.events) as conn:
                 await function(conn, *args)
-            except TelemetraError as exc:
-                if isinstance(exc, Unavailable | NotFound | Conflict):
-                    raise
-                raise Rejected(exc.detail) from None
-            await conn.commit()
-        finally:
-            await conn.close()
+        except TelemetraError as exc:
+            if isinstance(exc, Unavailable | NotFound | Conflict):
+                raise
+            raise Rejected(exc.detail) from None
 
     def _count_rejection(self, reason: str, device_id: int | None = None) -> None:
         self.counters.rejected[reason] += 1

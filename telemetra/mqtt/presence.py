@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import devices
-from telemetra.kit.db import open_transaction
+from telemetra.kit.db import write_transaction
 from telemetra.kit.timeutil import utcnow
 
 log = logging.getLogger("telemetra.mqtt")
@@ -34,20 +34,15 @@ class Presence:
         seen, self._seen = self._seen, {}
         if not seen:
             return
-        conn = await open_transaction(self.engine, write=True)
-        try:
+        async with write_transaction(self.engine) as conn:
             rows = (await conn.execute(
                 select(devices.c.id, devices.c.online_until, devices.c.offline_after_seconds)
                 .where(devices.c.id.in_(list(seen))))).all()
-            if not rows:
-                return
-            await conn.execute(_MARK_SEEN, [
-                {"device_id": row.id, "seen": seen[row.id],
-                 "until": seen[row.id] + timedelta(seconds=row.offline_after_seconds)}
-                for row in rows])
-            await conn.commit()
-        finally:
-            await conn.close()
+            if rows:
+                await conn.execute(_MARK_SEEN, [
+                    {"device_id": row.id, "seen": seen[row.id],
+                     "until": seen[row.id] + timedelta(seconds=row.offline_after_seconds)}
+                    for row in rows])
         for row in rows:
             if row.online_until is None or row.online_until <= seen[row.id]:
                 await self._on_back_online(row.id)
@@ -55,10 +50,6 @@ class Presence:
     async def offline(self, device_id: int) -> None:
         """The device said goodbye (or its Last Will arrived): offline at once."""
         self._seen.pop(device_id, None)
-        conn = await open_transaction(self.engine, write=True)
-        try:
+        async with write_transaction(self.engine) as conn:
             await conn.execute(update(devices).where(devices.c.id == device_id)
                                .values(online_until=utcnow()))
-            await conn.commit()
-        finally:
-            await conn.close()

@@ -1,4 +1,4 @@
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from telemetra.auth.dependencies import CurrentUser, Owner
 from telemetra.kit.db import ConnDep, TransactionalRoute
@@ -14,11 +14,8 @@ async def get_my_organization(conn: ConnDep, user: CurrentUser):
 
 
 @router.patch("/me", response_model=Organization, summary="Update the organization (owner)")
-async def update_my_organization(body: OrganizationUpdate, conn: ConnDep, user: Owner,
-                                 request: Request):
-    organization = await service.update_organization(conn, user.organization_id, body)
-    request.app.state.ingestor.forget_organization(user.organization_id)
-    return organization
+async def update_my_organization(body: OrganizationUpdate, conn: ConnDep, user: Owner):
+    return await service.update_organization(conn, user.organization_id, body)
 
 
 @router.get("/me/usage", response_model=Usage, summary="Usage against the plan's limits")

@@ -6,7 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, organizations, readings, sensors
 from telemetra.kit.errors import Conflict, NotFound
+from telemetra.kit.events import record
 from telemetra.kit.timeutil import utcnow
+from telemetra.orgs.events import InvalidTagsChanged
 from telemetra.orgs.schemas import DEFAULT_INVALID_TAGS, OrganizationUpdate, PlanUpdate
 
 # A reading row with its index entry, without tags or meta, on PostgreSQL.
@@ -64,6 +66,8 @@ async def update_organization(conn: AsyncConnection, organization_id: int,
     if values:
         await conn.execute(update(organizations).where(organizations.c.id == organization_id)
                            .values(**values, updated_at=utcnow()))
+    if "invalid_tags" in values:
+        record(conn, InvalidTagsChanged(organization_id))
     return await get_organization(conn, organization_id)
 
 

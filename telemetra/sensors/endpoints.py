@@ -40,18 +40,12 @@ async def get_sensor(sensor_id: int, conn: ConnDep, user: CurrentUser):
 
 
 @router.patch("/{sensor_id}", response_model=Sensor, summary="Update a sensor (member)")
-async def update_sensor(sensor_id: int, body: SensorUpdate, conn: ConnDep, user: Member,
-                        request: Request):
-    sensor = await service.update_sensor(conn, user.organization_id, sensor_id, body)
-    # The ingest path caches valid ranges: this process forgets at once (others within 30 s).
-    request.app.state.ingestor.forget_device(sensor["device_id"])
-    return sensor
+async def update_sensor(sensor_id: int, body: SensorUpdate, conn: ConnDep, user: Member):
+    return await service.update_sensor(conn, user.organization_id, sensor_id, body)
 
 
 @router.delete("/{sensor_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a sensor and its readings (member)")
-async def delete_sensor(sensor_id: int, conn: ConnDep, user: Member, request: Request):
-    sensor = await service.get_sensor(conn, user.organization_id, sensor_id)
+async def delete_sensor(sensor_id: int, conn: ConnDep, user: Member):
     await service.delete_sensor(conn, user.organization_id, sensor_id)
-    request.app.state.ingestor.forget_device(sensor["device_id"])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

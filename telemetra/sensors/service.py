@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, sensors
 from telemetra.kit.errors import Conflict, Invalid, QuotaExceeded
+from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
+from telemetra.sensors.events import SensorChanged
 from telemetra.sensors.schemas import SensorCreate, SensorStatus, SensorUpdate
 
 # PostgreSQL advisory lock class (with the device id) serialising the creation of a device's
@@ -93,6 +95,7 @@ async def create_sensor(conn: AsyncConnection, organization_id: int, body: Senso
     sensor_id = await conn.scalar(insert(sensors).values(
         **body.model_dump(), organization_id=organization_id, created_at=now, updated_at=now,
     ).returning(sensors.c.id))
+    record(conn, SensorChanged(sensor_id, body.device_id, organization_id))
     return await get_sensor(conn, organization_id, sensor_id)
 
 
@@ -107,9 +110,12 @@ async def update_sensor(conn: AsyncConnection, organization_id: int, sensor_id: 
     if values:
         await conn.execute(update(sensors).where(sensors.c.id == sensor_id)
                            .values(**values, updated_at=utcnow()))
+        # The ingestion path caches valid ranges and statuses: stale once this commits.
+        record(conn, SensorChanged(sensor_id, sensor["device_id"], organization_id))
     return await get_sensor(conn, organization_id, sensor_id)
 
 
 async def delete_sensor(conn: AsyncConnection, organization_id: int, sensor_id: int) -> None:
-    await get_sensor(conn, organization_id, sensor_id)
+    sensor = await get_sensor(conn, organization_id, sensor_id)
     await conn.execute(delete(sensors).where(sensors.c.id == sensor_id))
+    record(conn, SensorChanged(sensor_id, sensor["device_id"], organization_id, deleted=True))

@@ -1,10 +1,10 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 
 from telemetra.auth.dependencies import CurrentUser, Member
-from telemetra.kit.db import ConnDep, TransactionalRoute, after_commit
+from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 from telemetra.sites import service
@@ -40,11 +40,8 @@ async def update_site(site_id: int, body: SiteUpdate, conn: ConnDep, user: Membe
                summary="Delete a site (member)",
                description="Deletes the site **and its devices, their sensors and readings**. "
                            "The site is a 404 afterwards.")
-async def delete_site(site_id: int, conn: ConnDep, user: Member, request: Request):
+async def delete_site(site_id: int, conn: ConnDep, user: Member):
     await service.delete_site(conn, user.organization_id, site_id)
-    # Its devices went with it: no cached key of theirs may outlive the commit.
-    request.app.state.device_keys.clear()
-    after_commit(request, request.app.state.device_keys.clear)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -7,6 +7,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, readings, sensors, sites
+from telemetra.devices.service import delete_devices
 from telemetra.kit.errors import Invalid
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_name_free, get_scoped, scoped
@@ -58,7 +59,12 @@ async def update_site(conn: AsyncConnection, organization_id: int, site_id: int,
 
 
 async def delete_site(conn: AsyncConnection, organization_id: int, site_id: int) -> None:
+    """Delete the site with its devices (each recorded as deleted, so their keys, broker
+    logins and cached sensors go with them once this commits)."""
     await get_site(conn, organization_id, site_id)
+    # Locked first: no device can join the site between its devices' deletion and its own.
+    await conn.execute(select(sites.c.id).where(sites.c.id == site_id).with_for_update())
+    await delete_devices(conn, devices.c.site_id == site_id)
     await conn.execute(delete(sites).where(sites.c.id == site_id))
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telemetra.auth.dependencies import AuthUser
+from telemetra.auth.principals import AuthUser
 from telemetra.auth.roles import Role
 from telemetra.auth.schemas import UserCreate, UserUpdate
 from telemetra.auth.service import insert_user, revoke_user_sessions

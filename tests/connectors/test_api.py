@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from telemetra.app import create_app
+from telemetra.connectors.events import ConnectorsChanged
 from telemetra.connectors.schemas import check_topic_filter
 from telemetra.connectors.service import check_topic_outside_platform, mqtt_topic_connectors
 from telemetra.kit.errors import Invalid
@@ -22,20 +23,21 @@ def settings(database_url):
     return make_settings(database_url, signup_mode="tenant")
 
 
-class FakeMqtt:
-    """Stands in for the MQTT link: counts the re-syncs it is asked for."""
+class Resyncs:
+    """Counts the committed connector changes the MQTT side is told of."""
 
     def __init__(self) -> None:
         self.resyncs = 0
 
-    def connectors_changed(self) -> None:
+    def __call__(self, changed: ConnectorsChanged) -> None:
         self.resyncs += 1
 
 
 @pytest.fixture
-def mqtt(client) -> FakeMqtt:
-    client.app.state.mqtt = FakeMqtt()
-    return client.app.state.mqtt
+def mqtt(client) -> Resyncs:
+    counter = Resyncs()
+    client.app.state.events.subscribe(ConnectorsChanged, counter)
+    return counter
 
 
 @pytest.fixture
@@ -315,10 +317,11 @@ def test_an_empty_patch_changes_nothing(api, root, device):
     assert same.status_code == 200 and same.json() == connector
 
 
-def test_deleting_the_device_deletes_its_connectors(api, root, device):
+def test_deleting_the_device_deletes_its_connectors(api, root, device, mqtt):
     connector = api.post("/connectors", root, json=mqtt_body(device["id"])).json()
     assert api.delete(f"/devices/{device['id']}", root).status_code == 204
     assert api.get(f"/connectors/{connector['id']}", root).status_code == 404
+    assert mqtt.resyncs == 2  # its creation, and its going with the device
 
 
 def test_the_mqtt_consumer_resyncs_after_each_committed_change(api, root, device, mqtt):

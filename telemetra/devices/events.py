@@ -1,0 +1,35 @@
+"""What happens to devices, recorded by devices' services (and sites', whose deletion takes
+its devices along) and published after the commit (``kit.events``)."""
+
+from dataclasses import dataclass, field
+
+from telemetra.kit.events import event
+
+
+@event("device.changed")
+@dataclass(frozen=True, slots=True)
+class DeviceChanged:
+    """A device was created, changed or deleted: whatever a process holds about it (its key,
+    its status, its sensors) is stale. ``status`` is the device's status after the change (at
+    deletion, its last); ``status_changed`` says it moved (active, inactive, maintenance)."""
+
+    device_id: int
+    organization_id: int
+    status: str
+    deleted: bool = False
+    status_changed: bool = False
+
+
+@event("device.key_issued")
+@dataclass(frozen=True, slots=True)
+class DeviceKeyIssued:
+    """A device got a key (registration or rotation): the broker's login for it follows.
+    Carries the key itself, so it stays in the process that issued it: never relayed to
+    other processes nor stored (``local_only``); ``DeviceChanged`` tells them."""
+
+    local_only = True
+
+    device_id: int
+    organization_id: int
+    key: str = field(repr=False)
+    active: bool = True

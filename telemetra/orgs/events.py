@@ -1,0 +1,13 @@
+"""What happens to organizations, published after the commit (``kit.events``)."""
+
+from dataclasses import dataclass
+
+from telemetra.kit.events import event
+
+
+@event("organization.invalid_tags_changed")
+@dataclass(frozen=True, slots=True)
+class InvalidTagsChanged:
+    """The tags that make a reading invalid in this organization changed."""
+
+    organization_id: int
