@@ -19,7 +19,7 @@ from telemetra.commands.service import expire_due
 from telemetra.connectors.endpoints import router as connectors_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
-from telemetra.db.relay import relay_for
+from telemetra.db.relay import CachesStale, relay_for
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.devices.events import DeviceChanged
 from telemetra.groups.endpoints import router as groups_router
@@ -79,6 +79,10 @@ def keep_caches_true(events: EventBus, device_keys: DeviceKeyCache, ingestor: In
     events.subscribe(InvalidTagsChanged,
                      lambda changed: ingestor.forget_organization(changed.organization_id),
                      name="ingestor invalid tags")
+    # Events from other processes may have been missed (telemetra.db.relay): forget it all.
+    events.subscribe(CachesStale, lambda _stale: device_keys.clear(), name="device keys, all")
+    events.subscribe(CachesStale, lambda _stale: ingestor.forget_everything(),
+                     name="ingestor, all")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -247,3 +247,56 @@ def test_sqlite_prune_keeps_recent_rows_and_the_newest(database_url):
     assert recent == 3
     assert len(old) == 1
     assert seen == [Changed(30)]
+
+
+def test_caches_stale_makes_the_app_forget_what_it_cached(client, api, root, database_url):
+    """Changes made behind the app's back (no event) are seen once the relay says caches are
+    stale: the device-key cache and the ingestor's sensors forget everything."""
+    from tests.helpers import device_key
+
+    device = api.device(root)
+    key = device_key(device["api_key"])
+    assert api.post("/readings", key, json={"ts": 1767268800, "values": {"t": 50}}
+                    ).status_code == 202
+    (sensor,) = api.get("/sensors", root, params={"device_id": device["id"]}).json()["items"]
+
+    async def behind_the_back(stale: bool) -> None:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                if not stale:
+                    await conn.execute(text("UPDATE devices SET api_key_hash = 'x' WHERE id = :d"),
+                                       {"d": device["id"]})
+                    await conn.execute(text("UPDATE sensors SET valid_max = 10 WHERE id = :s"),
+                                       {"s": sensor["id"]})
+                elif engine.dialect.name == "sqlite":
+                    await conn.execute(relayed_events.insert().values(
+                        origin="other", messages='[{"event":"unknown.kind","data":{}}]'))
+                else:
+                    await conn.execute(text("SELECT pg_notify(:c, 'other 0 0 1 [{}]')"),
+                                       {"c": relay_module.CHANNEL})
+        finally:
+            await engine.dispose()
+
+    def valid(ts: int) -> bool:
+        items = api.get("/readings", root, params={"sensor_id": sensor["id"], "start": ts,
+                                                   "end": ts, "include_invalid": True}
+                        ).json()["items"]
+        return items[0]["valid"]
+
+    run(behind_the_back(stale=False))
+    # Cached: the old key and the old (absent) range still hold.
+    assert api.post("/readings", key, json={"ts": 1767268801, "values": {"t": 50}}
+                    ).status_code == 202
+    assert valid(1767268801) is True
+    run(behind_the_back(stale=True))
+    started = time.monotonic()
+    while api.post("/readings", key, json={"ts": 1767268802, "values": {"t": 50}}
+                   ).status_code == 202:
+        assert time.monotonic() - started < 2, "the cached key was not forgotten"
+        time.sleep(0.02)
+    assert api.post("/readings", key, json={"ts": 1767268803, "values": {"t": 50}}
+                    ).status_code == 401
+    assert api.post(f"/devices/{device['id']}/readings", root,
+                    json={"ts": 1767268804, "values": {"t": 50}}).status_code == 202
+    assert valid(1767268804) is False
