@@ -23,7 +23,7 @@ help:
 	@echo "make install       create $(VENV) and install telemetra (editable, locked)"
 	@echo "make install-test  same, with the [test] extra"
 	@echo "make system-deps   apt-get install PostgreSQL server + mosquitto if missing"
-	@echo "make run           migrate the database, then serve (TELEMETRA_HOST/TELEMETRA_PORT)"
+	@echo "make run           migrate the database, then serve (TELEMETRA_HOST/_PORT/_WORKERS)"
 	@echo "make test          run the test suite (PYTEST_ARGS='...' to pass options)"
 	@echo "make bench         run benchmarks (bench/ingest.py, bench/queries.py, bench/mqtt.py)"
 	@echo "make lock          regenerate constraints.txt from a fresh venv"
@@ -81,7 +81,8 @@ system-deps:
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkgs
 
 # A development superadmin so a fresh clone can log in (only for `make run`; production
-# refuses this password).
+# refuses this password).  `make run TELEMETRA_WORKERS=2` (or the variable in the
+# environment or .env) serves with that many worker processes.
 run: export TELEMETRA_ADMIN_USERNAME ?= admin
 run: export TELEMETRA_ADMIN_PASSWORD ?= telemetra-admin
 run: install

@@ -19,6 +19,7 @@ from telemetra.commands.service import expire_due
 from telemetra.connectors.endpoints import router as connectors_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
+from telemetra.db.relay import CachesStale, relay_for
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.devices.events import DeviceChanged
 from telemetra.groups.endpoints import router as groups_router
@@ -78,6 +79,10 @@ def keep_caches_true(events: EventBus, device_keys: DeviceKeyCache, ingestor: In
     events.subscribe(InvalidTagsChanged,
                      lambda changed: ingestor.forget_organization(changed.organization_id),
                      name="ingestor invalid tags")
+    # Events from other processes may have been missed (telemetra.db.relay): forget it all.
+    events.subscribe(CachesStale, lambda _stale: device_keys.clear(), name="device keys, all")
+    events.subscribe(CachesStale, lambda _stale: ingestor.forget_everything(),
+                     name="ingestor, all")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -90,9 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         events = EventBus()  # subscribers are wired below, before anything can publish
         app.state.events = events
+        relay = None
         try:
             await upgrade(engine)
             await auth_service.seed(engine, settings)
+            # Other processes' events, from before anything here caches (telemetra.db.relay).
+            relay = relay_for(engine, events)
+            if relay is not None:
+                await relay.start()
             partitions = Partitions(engine)
             await partitions.ensure(months_around(utcnow()))
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
@@ -113,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        lambda: apply_retention(engine, partitions, utcnow()))
             jobs.every(COMMAND_EXPIRY_SECONDS, "command expiry",
                        lambda: expire_commands(engine, events))
+            if relay is not None:
+                jobs.every(settings.maintenance_seconds, "relayed events", relay.prune)
             await events.start()
             if mqtt is not None:
                 await mqtt.start()
@@ -130,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await writer.stop()
                 await events.stop()
         finally:
+            if relay is not None:
+                await relay.stop()
             await engine.dispose()
 
     app = FastAPI(

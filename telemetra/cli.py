@@ -7,23 +7,11 @@ from typing import Annotated
 import typer
 
 from telemetra import __version__
+from telemetra.kit.cli import load_settings as _settings
 from telemetra.readings.cli import export_command, import_command
 
 app = typer.Typer(help="Telemetra: IoT device and telemetry platform.", no_args_is_help=True,
                   add_completion=False)
-
-
-def _settings():
-    from pydantic import ValidationError
-
-    from telemetra.settings import get_settings
-
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            typer.echo(f"configuration error: {error['msg']}", err=True)
-        raise typer.Exit(2) from None
 
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -83,7 +71,8 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: TELEMETRA_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Default: TELEMETRA_PORT")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes. Default: "
+                                                "TELEMETRA_WORKERS")] = None,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
 ) -> None:
     """Run the HTTP API (migrating first)."""
@@ -93,8 +82,9 @@ def serve(
     _configure_logging(settings.log_level)
     # Migrate once here, so that N workers do not all race to do it.
     asyncio.run(_migrate(settings.database_url))
+    workers = None if reload else workers or settings.workers
     uvicorn.run("telemetra.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=None if reload else workers, reload=reload,
+                port=port or settings.port, workers=workers, reload=reload,
                 log_level=settings.log_level.lower(), proxy_headers=True,
                 # Idle and slow connections are closed (see telemetra.system.connections).
                 http="telemetra.system.connections:HeadTimeoutProtocol",

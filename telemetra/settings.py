@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./telemetra.db"
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(default=1, ge=1)  # `telemetra serve` processes (--workers wins)
     secret_key: str = Field(default=DEV_SECRET_KEY, repr=False)
     signup_mode: SignupMode = SignupMode.single
     admin_username: str | None = None

@@ -261,3 +261,16 @@ connectors = Table(
     UniqueConstraint("organization_id", "name"),
     **NEVER_REUSE_IDS,
 )
+
+# Events for the other processes sharing a SQLite file (telemetra.db.relay): written in the
+# unit of work that made them, read by every process polling ``WHERE id > last``, pruned after
+# minutes. AUTOINCREMENT: ids are handed out in commit order and never again, so a reader
+# that finds one missing knows it missed events. PostgreSQL uses NOTIFY instead.
+relayed_events = Table(
+    "relayed_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("origin", String(32), nullable=False),  # the writing process (it skips its own)
+    Column("messages", Text, nullable=False),  # JSON list of kit.events.to_message
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    **NEVER_REUSE_IDS,
+)

@@ -137,6 +137,11 @@ class Ingestor:
     def forget_organization(self, organization_id: int) -> None:
         self._invalid_tags.drop_where(lambda key: key == organization_id)
 
+    def forget_everything(self) -> None:
+        """Drop every cached device, sensor and organization (events may have been missed)."""
+        for cache in (self._sensors, self._invalid_tags, self._devices):
+            cache.drop_where(lambda key: True)
+
     def decode(self, body: Any, *, now: datetime | None = None,
                **options: Any) -> tuple[list[Reading], list[Rejection]]:
         """``decode_body`` with this deployment's limits (``options``: value_key, byte_order,

@@ -20,13 +20,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from telemetra.kit.cli import load_settings as _settings
 from telemetra.kit.errors import TelemetraError
-
-
-def _settings():
-    from telemetra.cli import _settings as settings
-
-    return settings()
 
 
 async def _import(path: Path, fmt: str, device_id: int | None, progress: Progress) -> dict:
