@@ -242,8 +242,8 @@ def fleet_run(server: Server, database_url: str, workdir: Path) -> dict:
     keys_file.write_text("".join(f"{device_id} {key}\n" for device_id, key in fleet))
     created_s = time.monotonic() - started
     env = {"BENCH_KEYS": str(keys_file)}
-    # Warm-up: every device once with its 5 sensors (created then), in order, then a few
-    # seconds of the measured load so each process has seen what it will be asked.
+    # Warm-up: every device with its 5 sensors (created then), a few passes, then a few
+    # seconds of the measured load, so each process has seen what it will be asked.
     warm_rps = warm_up(server.base, fleet)
     wrk("fleet.lua", server.base, 32, {**env, "BENCH_BASE": "1650000000"}, 5)
     rss_start = tree_rss_mb(server.process.pid)
@@ -284,7 +284,7 @@ def report(backend: str, ours: dict, baseline: float | None, bare: dict | None,
             print(f"  ratio: {ours['single_rps'] / bare['rps']:.2f}")
     if "fleet_rps" in ours:
         print(f"fleet, one reading/request, {ours['fleet_devices']:,} devices x 5 sensors "
-              f"(created in {ours['fleet_created_s']:.1f} s; warm-up pass "
+              f"(created in {ours['fleet_created_s']:.1f} s; warm-up passes "
               f"{ours['fleet_warm_rps']:,.0f} req/s): {ours['fleet_rps']:,.0f} req/s, p99 "
               f"{ours['fleet_p99_ms']:.1f} ms (non-2xx {ours['fleet_non2xx']})")
         print(f"  the disk meanwhile: {ours['fleet_disk']}")
