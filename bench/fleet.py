@@ -21,7 +21,7 @@ FLEET_KEYS = ("temperature", "humidity", "pressure", "battery", "rssi")  # 5 sen
 # Passes of the warm-up: the first creates the sensors; each pass opens fresh connections,
 # which land on any of the server's processes, so after a few each process has seen (almost)
 # every device, as it would after a while in a real fleet.
-WARM_PASSES = int(os.environ.get("BENCH_FLEET_WARM_PASSES", "3"))
+WARM_PASSES = int(os.environ.get("BENCH_FLEET_WARM_PASSES", "5"))
 
 
 async def _create(database_url: str, organization_id: int, count: int) -> list[tuple[int, str]]:

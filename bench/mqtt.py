@@ -273,6 +273,8 @@ def fleet(database_url: str, workdir: Path) -> dict:
     finally:
         server.stop()
         broker.stop()
+    log = (workdir / "server-fleet.log").read_text(errors="replace")
+    results["reconnects"] = log.count("MQTT connection to")  # "... lost (...); reconnecting"
     return results
 
 
@@ -305,7 +307,8 @@ def report_fleet(results: dict) -> None:
         print(f"{name}: {run['per_s']:,.0f} messages/s, sent {run['sent']:,}, stored "
               f"{run['received']:,}, lost {run['sent'] - run['received']:,}; server RSS "
               f"{run['rss_start']:.1f} MB at the start, {run['rss_end']:.1f} MB at the end")
-    print(f"  ratio fleet/one device: {spread['per_s'] / max(one['per_s'], 1e-9):.2f}")
+    print(f"  ratio fleet/one device: {spread['per_s'] / max(one['per_s'], 1e-9):.2f}; MQTT "
+          f"reconnects of the server: {results['reconnects']}")
 
 
 def main() -> None:
