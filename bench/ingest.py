@@ -9,7 +9,14 @@ Prints, for PostgreSQL and SQLite:
    1,000 a batch, into a table of the same shape, on the same database;
 2. one reading a request, requests/s and p99 latency, against a bare FastAPI endpoint that
    parses the same body and answers 202 without storing it; next to it, the disk's own
-   fsync stalls during the same seconds (see DiskProbe).
+   fsync stalls during the same seconds (see DiskProbe);
+3. the same load from a fleet: BENCH_FLEET_DEVICES (5,000) devices with 5 sensors each, every
+   request for a random device with its own key and one random sensor, after a warm-up pass in
+   which every sensor is seen; printed beside the one-device figure with the ratio, and the
+   resident memory of the server's processes at the start and the end of the measured seconds
+   (flat: nothing grows once every sensor has been seen).
+    BENCH_PHASES=batch,single,fleet picks phases (all by default); BENCH_PYSPY=/tmp/f.txt
+    records the server during the fleet phase (py-spy's folded stacks).
 Every Telemetra request is durable: answered only after its commit. Ratios are what matter
 on a shared machine; absolute figures drift.
 """
@@ -32,12 +39,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fleet import create_devices, tree_rss_mb, warm_up  # noqa: E402
 from tests import pgcluster  # noqa: E402  (the same throwaway cluster the tests use)
 from tests.server import API, Server, free_port  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 BACKENDS = os.environ.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")
+PROFILE = os.environ.get("BENCH_PYSPY")  # a file: py-spy's folded stacks of the fleet phase
+PHASES = os.environ.get("BENCH_PHASES", "batch,single,fleet").split(",")
 BENCH = Path(__file__).resolve().parent
 
 
@@ -193,39 +203,96 @@ def bare_endpoint(seconds: float) -> dict:
 
 def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
     # The wrk scripts give every request a time window of its own, far into the future
-    # (BENCH_BASE 1.8e9 and 1.9e9, threads 1e9 s apart): let those through.
+    # (BENCH_BASE 1.8e9, 1.9e9 and 2.0e9, threads 1e9 s apart): let those through.
     server = Server(database_url, workdir / f"server-{backend}.log", workers=WORKERS,
                     max_future_seconds=str(10**10))
     server.start()
+    out: dict = {}
     try:
         device_id, key = device_key(server)
         env = {"TELEMETRA_KEY": key}
-        wrk("batch.lua", server.base, 8, env, 3)  # warm-up: sensors, partitions, caches
-        before = count_readings(server, device_id)
-        batch = wrk("batch.lua", server.base, 8, {**env, "BENCH_BASE": "1800000000"})
-        stored = count_readings(server, device_id) - before
-        with DiskProbe(workdir) as disk:
-            single = wrk("single.lua", server.base, 32, {**env, "BENCH_BASE": "1900000000"})
+        if "batch" in PHASES:
+            wrk("batch.lua", server.base, 8, env, 3)  # warm-up: sensors, partitions, caches
+            before = count_readings(server, device_id)
+            batch = wrk("batch.lua", server.base, 8, {**env, "BENCH_BASE": "1800000000"})
+            out.update(batch_readings_per_s=batch["rps"] * 1000, batch_non2xx=batch["non2xx"],
+                       batch_stored=count_readings(server, device_id) - before,
+                       batch_expected=int(batch["rps"] * SECONDS * 1000))
+        if "single" in PHASES or "fleet" in PHASES:
+            wrk("single.lua", server.base, 32, {**env, "BENCH_BASE": "1700000000"}, 3)
+            with DiskProbe(workdir) as disk:
+                single = wrk("single.lua", server.base, 32, {**env, "BENCH_BASE": "1900000000"})
+            out.update(single_rps=single["rps"], single_p99_ms=single["p99_ms"],
+                       single_non2xx=single["non2xx"], single_disk=disk.summary())
+        if "fleet" in PHASES:
+            out.update(fleet_run(server, database_url, workdir))
     finally:
         server.stop()
-    return {"batch_readings_per_s": batch["rps"] * 1000, "batch_non2xx": batch["non2xx"],
-            "batch_stored": stored, "batch_expected": int(batch["rps"] * SECONDS * 1000),
-            "single_rps": single["rps"], "single_p99_ms": single["p99_ms"],
-            "single_non2xx": single["non2xx"], "single_disk": disk.summary()}
+    return out
 
 
-def report(backend: str, ours: dict, baseline: float, bare: dict, baseline_name: str) -> None:
+def fleet_run(server: Server, database_url: str, workdir: Path) -> dict:
+    """Phase 3: the one-reading load from a fleet of devices."""
+    headers = server.login()
+    organization_id = httpx.get(server.base + API + "/organizations/me",
+                                headers=headers).json()["id"]
+    started = time.monotonic()
+    fleet = create_devices(database_url, organization_id)
+    keys_file = workdir / "fleet-keys.txt"
+    keys_file.write_text("".join(f"{device_id} {key}\n" for device_id, key in fleet))
+    created_s = time.monotonic() - started
+    env = {"BENCH_KEYS": str(keys_file)}
+    # Warm-up: every device with its 5 sensors (created then), a few passes, then a few
+    # seconds of the measured load, so each process has seen what it will be asked.
+    warm_rps = warm_up(server.base, fleet)
+    wrk("fleet.lua", server.base, 32, {**env, "BENCH_BASE": "1650000000"}, 5)
+    rss_start = tree_rss_mb(server.process.pid)
+    profile = None
+    if PROFILE:  # py-spy over the server's processes during the measured seconds
+        profile = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--subprocesses",
+             "--format", "raw", "-d", str(int(SECONDS) - 2), "-o", PROFILE,
+             "--pid", str(server.process.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with DiskProbe(workdir) as disk:
+        fleet_load = wrk("fleet.lua", server.base, 32, {**env, "BENCH_BASE": "2000000000"})
+    if profile is not None:
+        profile.wait(60)
+    rss_end = tree_rss_mb(server.process.pid)
+    return {"fleet_devices": len(fleet), "fleet_created_s": created_s,
+            "fleet_warm_rps": warm_rps, "fleet_rps": fleet_load["rps"],
+            "fleet_p99_ms": fleet_load["p99_ms"], "fleet_non2xx": fleet_load["non2xx"],
+            "fleet_disk": disk.summary(), "fleet_rss_start_mb": rss_start,
+            "fleet_rss_end_mb": rss_end}
+
+
+def report(backend: str, ours: dict, baseline: float | None, bare: dict | None,
+           baseline_name: str) -> None:
     print(f"\n== {backend} ==")
-    print(f"batch ingestion, 1,000 readings/request: {ours['batch_readings_per_s']:,.0f} "
-          f"readings/s (non-2xx {ours['batch_non2xx']}, stored {ours['batch_stored']:,})")
-    print(f"  baseline {baseline_name}: {baseline:,.0f} rows/s")
-    print(f"  ratio: {ours['batch_readings_per_s'] / baseline:.2f}")
-    print(f"one reading/request: {ours['single_rps']:,.0f} req/s, p99 "
-          f"{ours['single_p99_ms']:.1f} ms (non-2xx {ours['single_non2xx']})")
-    print(f"  the disk meanwhile (a probe syncing every 5 ms): {ours['single_disk']}")
-    print(f"  baseline bare FastAPI endpoint ({WORKERS} worker(s)): {bare['rps']:,.0f} req/s, p99 "
-          f"{bare['p99_ms']:.1f} ms")
-    print(f"  ratio: {ours['single_rps'] / bare['rps']:.2f}")
+    if "batch_readings_per_s" in ours:
+        print(f"batch ingestion, 1,000 readings/request: {ours['batch_readings_per_s']:,.0f} "
+              f"readings/s (non-2xx {ours['batch_non2xx']}, stored {ours['batch_stored']:,})")
+        print(f"  baseline {baseline_name}: {baseline:,.0f} rows/s")
+        print(f"  ratio: {ours['batch_readings_per_s'] / baseline:.2f}")
+    if "single_rps" in ours:
+        print(f"one reading/request: {ours['single_rps']:,.0f} req/s, p99 "
+              f"{ours['single_p99_ms']:.1f} ms (non-2xx {ours['single_non2xx']})")
+        print(f"  the disk meanwhile (a probe syncing every 5 ms): {ours['single_disk']}")
+        if bare is not None:
+            print(f"  baseline bare FastAPI endpoint ({WORKERS} worker(s)): {bare['rps']:,.0f} "
+                  f"req/s, p99 {bare['p99_ms']:.1f} ms")
+            print(f"  ratio: {ours['single_rps'] / bare['rps']:.2f}")
+    if "fleet_rps" in ours:
+        print(f"fleet, one reading/request, {ours['fleet_devices']:,} devices x 5 sensors "
+              f"(created in {ours['fleet_created_s']:.1f} s; warm-up passes "
+              f"{ours['fleet_warm_rps']:,.0f} req/s): {ours['fleet_rps']:,.0f} req/s, p99 "
+              f"{ours['fleet_p99_ms']:.1f} ms (non-2xx {ours['fleet_non2xx']})")
+        print(f"  the disk meanwhile: {ours['fleet_disk']}")
+        print(f"  one device: {ours['single_rps']:,.0f} req/s, p99 "
+              f"{ours['single_p99_ms']:.1f} ms; ratio fleet/one device: "
+              f"{ours['fleet_rps'] / ours['single_rps']:.2f}")
+        print(f"  server RSS (all processes): {ours['fleet_rss_start_mb']:.1f} MB at the "
+              f"start, {ours['fleet_rss_end_mb']:.1f} MB at the end of the measured seconds")
 
 
 def main() -> None:
@@ -233,7 +300,7 @@ def main() -> None:
         sys.exit("bench/ingest.py needs wrk: apt-get install wrk (make bench does it)")
     print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}, "
           f"telemetra serve --workers {WORKERS}")
-    bare = bare_endpoint(SECONDS)
+    bare = bare_endpoint(SECONDS) if "single" in PHASES else None
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
     try:
         if "postgresql" in BACKENDS:
@@ -241,12 +308,14 @@ def main() -> None:
             with pgcluster.throwaway_cluster(durable=True, shared_buffers="128MB") as cluster:
                 url = pgcluster.create_database(cluster.url, "bench")
                 ours = telemetra_runs(url, workdir, "postgresql")
-                baseline = asyncio.run(copy_baseline(url, SECONDS))
+                baseline = (asyncio.run(copy_baseline(url, SECONDS)) if "batch" in PHASES
+                            else None)
                 report("PostgreSQL (fsync on)", ours, baseline,
                        bare, "asyncpg copy_records_to_table x4")
         if "sqlite" in BACKENDS:
             ours = telemetra_runs(f"sqlite:///{workdir / 'bench.db'}", workdir, "sqlite")
-            baseline = sqlite_baseline(workdir / "baseline.db", SECONDS)
+            baseline = (sqlite_baseline(workdir / "baseline.db", SECONDS)
+                        if "batch" in PHASES else None)
             report("SQLite (WAL, synchronous=FULL)", ours, baseline, bare,
                    "sqlite3 executemany")
     finally:

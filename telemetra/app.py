@@ -109,7 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             max_batch_rows=settings.ingest_batch_rows)
             await writer.start()
             app.state.ingestor = Ingestor.from_settings(engine, writer, settings)
-            app.state.device_keys = DeviceKeyCache()
+            app.state.device_keys = DeviceKeyCache(settings.device_key_cache_size,
+                                                   settings.device_key_cache_seconds)
             keep_caches_true(events, app.state.device_keys, app.state.ingestor)
             app.state.partitions = partitions
             mqtt = (MqttBridge(settings, engine, app.state.ingestor, events)

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)
     mqtt_session_expiry_seconds: int = Field(default=7 * 86400, ge=0)
     mqtt_ca_file: str | None = None
+    # Verified device keys each process keeps (least recently used dropped past it), and how
+    # long one is trusted at most without a change being heard of.
+    device_key_cache_size: int = Field(default=100_000, gt=0)
+    device_key_cache_seconds: float = Field(default=3600, gt=0)
+    # MQTT keep-alive: the broker drops the platform's connection after 1.5 times this silent.
+    mqtt_keepalive_seconds: int = Field(default=30, ge=2, le=3600)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -67,7 +67,8 @@ class MqttBridge:
                          receive_maximum=settings.mqtt_receive_maximum,
                          session_expiry_seconds=settings.mqtt_session_expiry_seconds,
                          on_messages=self._on_messages, on_connected=self._on_connected,
-                         on_disconnected=self._on_disconnected, ca_file=settings.mqtt_ca_file)
+                         on_disconnected=self._on_disconnected, ca_file=settings.mqtt_ca_file,
+                         keepalive_seconds=settings.mqtt_keepalive_seconds)
         self.presence = Presence(engine, self.republish_pending)
         self.consumer = Consumer(engine, ingestor, self.topics, self.presence,
                                  max_payload_bytes=settings.max_body_bytes, ack=self.link.ack,

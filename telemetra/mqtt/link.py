@@ -12,6 +12,12 @@ read, so TCP pushes back and the broker holds the messages (it queues them for o
 session). The same number goes to the broker as MQTT 5 Receive Maximum, but Mosquitto 2.0
 lets more through once acknowledgements flow, so the bound is kept here.
 
+Keep-alive under load: while reading is held back, the broker's PINGRESP waits unread behind
+the messages, and paho would count it lost and drop a live connection after one keep-alive
+period (measured: a reconnect, and a thousand redeliveries, each time a slow database held
+the link back that long). While bytes wait unread, the link tells paho it heard from the
+broker; paho's PINGREQs still go out, so the broker hears from us.
+
 Acknowledgements are only sent on the connection a message arrived on: after a reconnect,
 packet ids are reused, so a late PUBACK could acknowledge a different, uncommitted message.
 The broker redelivers whatever was not acknowledged.
@@ -19,6 +25,7 @@ The broker redelivers whatever was not acknowledged.
 
 import asyncio
 import logging
+import select
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,6 +98,15 @@ class _Client(paho.Client):
     def buffered(self) -> bool:
         return bool(self._buffer)
 
+    def heard_from_broker(self) -> None:
+        """The broker has sent bytes that are still unread, on purpose (flow control): for
+        the keep-alive that is as good as reading them. paho otherwise counts a PINGRESP
+        queued behind unread messages as never come, and drops a live connection after one
+        keep-alive period of holding back. Its PINGREQs still go out, so the broker hears
+        from us. Tied to paho-mqtt 2.2's ``_last_bytes_received``, like ``_sock_recv``."""
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
+
     def drop_buffer(self) -> None:
         self._buffer = memoryview(b"")
 
@@ -103,8 +119,10 @@ class Link:
     def __init__(self, address: BrokerAddress, *, client_id: str, receive_maximum: int,
                  session_expiry_seconds: int, on_messages: Callable[[list[Inbound]], None],
                  on_connected: Callable[[bool], None], on_disconnected: Callable[[], None],
-                 ca_file: str | None = None) -> None:
+                 ca_file: str | None = None,
+                 keepalive_seconds: int = KEEPALIVE_SECONDS) -> None:
         self.address = address
+        self.keepalive_seconds = keepalive_seconds
         self.client_id = client_id
         self.receive_maximum = receive_maximum
         self._on_messages = on_messages
@@ -122,6 +140,8 @@ class Link:
         self._paused = False
         self._received = 0
         self._ready_seen = False
+        self._resumed = False
+        self._ever_ready = False
         self._sock = None
         self._lost: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -148,8 +168,10 @@ class Link:
 
     @property
     def connected(self) -> bool:
-        """Connected, with the subscriptions confirmed by the broker."""
-        return self._connected and self._ready
+        """Connected, with the subscriptions in place: confirmed by the broker on this
+        connection, or kept by it in the session it resumed (their confirmation may then
+        come behind hundreds of redelivered messages, which are already flowing)."""
+        return self._connected and (self._ready or self._resumed)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -223,12 +245,30 @@ class Link:
         """Blocking (DNS, TCP, TLS): runs in a thread; the socket is then the loop's."""
         self._ready_seen = False
         self._client.drop_buffer()
-        self._client.connect(self.address.host, self.address.port, KEEPALIVE_SECONDS,
+        self._client.connect(self.address.host, self.address.port, self.keepalive_seconds,
                              clean_start=False, properties=self._properties)
 
     async def _misc(self) -> None:
-        while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:  # keepalive pings
-            await asyncio.sleep(1)
+        while True:
+            if self._paused and self._unread():
+                self._client.heard_from_broker()
+            if self._client.loop_misc() != paho.MQTT_ERR_SUCCESS:  # keepalive pings
+                return
+            await asyncio.sleep(min(1.0, self.keepalive_seconds / 4))
+
+    def _unread(self) -> bool:
+        """Whether the broker has sent what the link has not read yet (it holds reading
+        back): bytes in memory or in the socket's receive buffer."""
+        if self._pending():
+            return True
+        sock = self._client.socket()
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile
+            return False
+        return bool(readable)
 
     def _readable(self) -> None:
         try:
@@ -247,7 +287,7 @@ class Link:
             except Exception as exc:  # a broken socket: the connection is lost
                 log.warning("MQTT read failed (%s)", type(exc).__name__)
                 self._socket_close(None, None, None)
-                self._connected = self._ready = False
+                self._connected = self._ready = self._resumed = False
                 self._connection += 1
                 self._lost_now()
                 return
@@ -313,6 +353,7 @@ class Link:
         self._connected = True
         self._unacked = 0
         self._session_present = bool(flags.session_present)
+        self._resumed = self._session_present and self._ever_ready
         if self._filters:
             _, self._ready_mid = client.subscribe(
                 [(f, SubscribeOptions(qos=1)) for f in sorted(self._filters)])
@@ -332,12 +373,13 @@ class Link:
     def _set_ready(self) -> None:
         self._ready = True
         self._ready_seen = True
+        self._ever_ready = True
         self._on_connected(self._session_present)
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self._connected
         self._connected = False
-        self._ready = False
+        self._ready = self._resumed = False
         self._connection += 1
         if was_connected and not self._stopping:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.address,

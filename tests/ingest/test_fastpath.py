@@ -65,3 +65,33 @@ def test_a_deactivated_device_is_refused_at_once(api, root, device, warm):
     assert refused.status_code == 403
     assert api.patch(path, root, json={"status": "active"}).status_code == 200
     assert api.post("/readings", warm, json={"t": 1}).status_code == 202
+
+
+def test_a_key_not_yet_verified_is_verified_by_the_fast_path_itself(client, api, root, device):
+    """In a fleet most devices are new to the process they reach: the fast path verifies the
+    key itself (one query) rather than going through the route, and remembers it."""
+    from telemetra.auth.dependencies import get_principal_outside_transaction
+
+    def route_taken():
+        raise AssertionError("the request went through the route's dependencies")
+
+    client.app.state.device_keys.clear()
+    client.app.dependency_overrides[get_principal_outside_transaction] = route_taken
+    try:
+        first = api.post("/readings", device_key(device["api_key"]),
+                         json={"ts": T, "values": {"t": 0}})
+        assert first.status_code == 202, first.text
+        assert first.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+        assert client.app.state.device_keys.get(device["api_key"]).id == device["id"]
+    finally:
+        client.app.dependency_overrides.clear()
+    # A key that does not verify, or an inactive device, still get the route's answer.
+    client.app.state.device_keys.clear()
+    wrong = api.post("/readings", device_key(device["api_key"][:-2] + "xx"), json={"t": 1})
+    assert wrong.status_code == 401 and wrong.json()["status"] == 401
+    assert api.patch(f"/devices/{device['id']}", root,
+                     json={"status": "inactive"}).status_code == 200
+    client.app.state.device_keys.clear()
+    refused = api.post("/readings", device_key(device["api_key"]), json={"t": 1})
+    assert refused.status_code == 403 and refused.json()["status"] == 403
+    assert client.app.state.device_keys.get(device["api_key"]) is None
