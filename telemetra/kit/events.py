@@ -79,8 +79,9 @@ def _tupled(value: Any) -> Any:
 
 
 class _QueuedSubscriber:
-    def __init__(self, name: str, handler: Handler, size: int) -> None:
+    def __init__(self, name: str, handler: Handler, size: int, here_only: bool) -> None:
         self.name = name
+        self.here_only = here_only
         self.handler = handler
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=size)
         self.task: asyncio.Task | None = None
@@ -103,7 +104,7 @@ class EventBus:
     """The events of this process, handed to the subscribers of their type."""
 
     def __init__(self) -> None:
-        self._inline: dict[type, list[tuple[str, Callable[[Any], None]]]] = {}
+        self._inline: dict[type, list[tuple[str, Callable[[Any], None], bool]]] = {}
         self._queued: dict[type, list[_QueuedSubscriber]] = {}
         self._all_queued: list[_QueuedSubscriber] = []
         self._relays: list[Callable[[list], None]] = []
@@ -114,17 +115,19 @@ class EventBus:
         self.dropped: Counter[str] = Counter()
 
     def subscribe(self, kind: type, handler: Handler, *, name: str | None = None,
-                  queue_size: int = 10_000) -> None:
-        """Call ``handler`` with every event of type ``kind`` (or a subclass) published here."""
+                  queue_size: int = 10_000, here_only: bool = False) -> None:
+        """Call ``handler`` with every event of type ``kind`` (or a subclass) published here.
+        ``here_only``: only for changes made by this process, not those relayed from others
+        (an outside effect, such as a broker login, that one process is enough to make)."""
         name = name or getattr(handler, "__qualname__", repr(handler))
         if inspect.iscoroutinefunction(handler):
-            subscriber = _QueuedSubscriber(name, handler, queue_size)
+            subscriber = _QueuedSubscriber(name, handler, queue_size, here_only)
             self._queued.setdefault(kind, []).append(subscriber)
             self._all_queued.append(subscriber)
             if _running_loop() is not None:
                 subscriber.task = asyncio.create_task(subscriber.run(), name=f"events-{name}")
         else:
-            self._inline.setdefault(kind, []).append((name, handler))
+            self._inline.setdefault(kind, []).append((name, handler, here_only))
 
     def relay(self, send: Callable[[list], None]) -> None:
         """Also hand every published batch to ``send`` (a transport to other processes)."""
@@ -161,13 +164,17 @@ class EventBus:
         self.published += len(events)
         for item in events:
             for kind in type(item).__mro__:
-                for name, handler in self._inline.get(kind, ()):
+                for name, handler, here_only in self._inline.get(kind, ()):
+                    if here_only and not relay:
+                        continue
                     try:
                         handler(item)
                     except Exception:
                         log.exception("event subscriber %s failed on %s", name,
                                       type(item).__name__)
                 for subscriber in self._queued.get(kind, ()):
+                    if subscriber.here_only and not relay:
+                        continue
                     try:
                         subscriber.queue.put_nowait(item)
                     except asyncio.QueueFull:

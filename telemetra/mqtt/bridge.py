@@ -85,9 +85,13 @@ class MqttBridge:
         # Quick handlers (they queue an operation or a publication): called right after the
         # commit that made the change, whichever transport made it.
         events.subscribe(DeviceKeyIssued, self._key_issued, name="mqtt device login")
-        events.subscribe(DeviceChanged, self._device_changed, name="mqtt device status")
+        # One process is enough to change a login or tell the others of new connector
+        # topics (they hear it on the broker): not for changes relayed from elsewhere.
+        events.subscribe(DeviceChanged, self._device_changed, name="mqtt device status",
+                         here_only=True)
         events.subscribe(CommandQueued, self._command_queued, name="mqtt commands")
-        events.subscribe(ConnectorsChanged, self._connectors_changed, name="mqtt connectors")
+        events.subscribe(ConnectorsChanged, self._connectors_changed, name="mqtt connectors",
+                         here_only=True)
 
     @property
     def status(self) -> str:
