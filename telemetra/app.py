@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
                             max_batch_rows=settings.ingest_batch_rows)
             await writer.start()
-            app.state.ingestor = Ingestor.from_settings(engine, writer, settings)
+            app.state.ingestor = Ingestor.from_settings(engine, writer, settings, events)
             app.state.device_keys = DeviceKeyCache()
             app.state.partitions = partitions
             mqtt = (MqttBridge(settings, engine, app.state.ingestor) if settings.mqtt_url
