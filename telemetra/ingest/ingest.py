@@ -118,6 +118,17 @@ async def find_target(engine: AsyncEngine, organization_id: int | None,
     return Target(device_id, owner) if owner is not None else None
 
 
+async def find_target_of_sensors(engine: AsyncEngine, organization_id: int,
+                                 sensor_ids: set[int]) -> list[Target]:
+    """The devices of the organization that these sensors are of."""
+    query = (select(sensors.c.device_id).distinct()
+             .where(sensors.c.id.in_(sorted(sensor_ids)),
+                    sensors.c.organization_id == organization_id))
+    async with engine.connect() as conn:
+        found = (await conn.scalars(query)).all()
+    return [Target(device_id, organization_id) for device_id in sorted(found)]
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """A device as the ingestion path needs it (cached: MQTT looks it up per message)."""

@@ -115,3 +115,26 @@ def test_a_sensor_id_of_another_organization_is_rejected(two_tenants):
     assert api.get("/readings", other, params={"sensor_id": theirs["id"]}).json()["items"] == []
     assert api.get("/readings", root, params={"device_id": two_tenants["device"]["id"]}
                    ).json()["items"][0]["value"] == 1.0  # the fixture's only reading
+
+
+def test_a_user_sends_readings_by_sensor_id_without_naming_the_device(two_tenants):
+    api, root, other = two_tenants["api"], two_tenants["root"], two_tenants["other"]
+    device = two_tenants["device"]
+    mine = api.post("/sensors", root, json={"device_id": device["id"], "key": "m"}).json()
+    second = api.post("/sensors", root, json={"device_id": api.device(root)["id"],
+                                              "key": "m"}).json()
+    response = api.post("/readings", root, json=[{"sensor_id": mine["id"], "value": 4,
+                                                  "ts": T}])
+    assert response.status_code == 202, response.text
+    assert stored(api, root, sensor_id=mine["id"]) == [(mine["id"], "m", 4.0, True)]
+    several = api.post("/readings", root, json=[{"sensor_id": mine["id"], "value": 5},
+                                                {"sensor_id": second["id"], "value": 5}])
+    assert several.status_code == 422 and "several devices" in several.json()["detail"]
+    their_device = api.device(other)
+    theirs = api.post("/sensors", other, json={"device_id": their_device["id"],
+                                               "key": "x"}).json()
+    assert api.post("/readings", root, json={"sensor_id": theirs["id"], "value": 1}
+                    ).status_code == 404
+    assert api.get("/readings", other, params={"sensor_id": theirs["id"]}).json()["items"] == []
+    keys = api.post("/readings", root, json={"t": 1})
+    assert keys.status_code == 422 and "device_id is required" in keys.json()["detail"]
