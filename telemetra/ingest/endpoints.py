@@ -37,7 +37,10 @@ _INGEST_DESCRIPTION = (
     "TELEMETRA_MAX_NEW_SENSORS_PER_REQUEST or TELEMETRA_MAX_SENSORS_PER_DEVICE. A body none of "
     "whose readings can be stored is a 422 carrying the same `rejected`; a body that is none "
     "of the formats is a 422; over the size limit a 413; a 503 with Retry-After only when "
-    "ingestion is saturated or the database is unavailable."
+    "ingestion is saturated or the database is unavailable. The formats' field names "
+    "(`sensor_id`, `value`, `unit`, `ts`, `status`...) are never sensor keys. Readings by "
+    "`sensor_id` store to that sensor of the caller's device (a user may leave device_id out: "
+    "the sensors name it)."
 )
 
 
