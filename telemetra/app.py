@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
                             max_batch_rows=settings.ingest_batch_rows)
             await writer.start()
-            app.state.ingestor = Ingestor.from_settings(engine, writer, settings)
+            app.state.ingestor = Ingestor.from_settings(engine, writer, settings, events)
             app.state.device_keys = DeviceKeyCache(settings.device_key_cache_size,
                                                    settings.device_key_cache_seconds)
             keep_caches_true(events, app.state.device_keys, app.state.ingestor)

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     max_future_seconds: float = Field(default=300, ge=0)
     max_new_sensors_per_request: int = Field(default=100, ge=0)
     max_sensors_per_device: int = Field(default=1000, ge=0)
+    # The ingestion path's caches (LRU, no expiry; changes make them forget): sensors, devices
+    # and organizations held at most. Memory stays flat however many have been seen.
+    sensor_cache_size: int = Field(default=100_000, ge=0)
+    device_cache_size: int = Field(default=20_000, ge=0)
+    organization_cache_size: int = Field(default=2_000, ge=0)
     # Requests' database work: a transaction past this is stopped (503 query_timeout).
     query_timeout_seconds: float = Field(default=30, gt=0, le=3600)
     # Connections: the request head must arrive within http_header_timeout_seconds of the

@@ -13,6 +13,11 @@ The bodies (API.md, "Ingestion"), with their names in ``FORMAT_NAMES``:
 5. ``sensor_type``: ``{"sensor_type": "temperature", "value": 22.5, "unit": "°C"}`` and a list
 6. ``bytes``: ``{"time": <epoch>, "value": [b0, b1, b2, b3], "tags": [...]}`` and a list: an
    IEEE-754 float32 in four bytes, little-endian unless the source says otherwise.
+7. ``sensor_id``: ``{"sensor_id": 12, "value": 22.5, "timestamp"?, "unit"?, "tags"?}`` and a
+   list: a reading of an existing sensor by its id (``Reading.sensor_id``; whose sensor it may
+   be is the ingestor's to decide).
+Body 1 never takes the formats' field names (``FIELD_NAMES``) as sensor keys: each is rejected
+with the reason, so ``{"value": 3, "unit": "C"}`` stores nothing.
 A source that always sends one of them (a connector) may insist on it (``expect``); ``auto``
 accepts any.
 
@@ -48,26 +53,36 @@ _SHAPES = {
     "readings": '{"readings": [{"key" or "sensor_type", "value", ...}]}',
     "sensor_type": '{"sensor_type", "value", "unit"?} or a list of those',
     "bytes": '{"time", "value": [4 bytes], "tags"?} or a list of those',
+    "sensor_id": '{"sensor_id", "value", "ts"?, "unit"?, "tags"?} or a list of those',
 }
+# The field names of the formats (API.md): never sensor keys in body 1. ``meta`` is a
+# reading's field in bodies 4, 5 and 7.
+FIELD_NAMES = frozenset({"sensor_id", "sensor_type", "key", "value", "values", "unit", "ts",
+                         "time", "timestamp", "tags", "data", "metadata", "readings", "status",
+                         "meta"})
+MAX_SENSOR_ID = 2**63 - 1
 FORMAT_NAMES = ("auto", *_SHAPES)
 FORMATS = "expected one of: " + "; ".join(_SHAPES.values())
 _FLOAT32 = {"little": struct.Struct("<f"), "big": struct.Struct(">f")}
 BYTE_ORDERS = tuple(_FLOAT32)
 # The formats that may also come as a list, by the ``_item_kind`` of their items.
-_LISTABLE = {"values": "values", "sensor_type": "single", "bytes": "bytes"}
+_LISTABLE = {"values": "values", "sensor_type": "single", "bytes": "bytes",
+             "sensor_id": "by_id"}
 _FORMAT_OF_ITEM = {kind: name for name, kind in _LISTABLE.items()}
 
 
 @dataclass(slots=True)
 class Reading:
-    """One decoded reading; ``ts`` None means "now" (decided by the caller)."""
+    """One decoded reading; ``ts`` None means "now" (decided by the caller). A reading of
+    body 7 names its sensor by ``sensor_id`` and has no ``key``."""
 
-    key: str
+    key: str | None
     value: float
     ts: datetime | None = None
     unit: str | None = None
     tags: list[str] | None = None
     meta: dict | None = None
+    sensor_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -211,8 +226,8 @@ class _Collector:
 
 
 def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
-                tags: Any = None) -> None:
-    """Formats 1, 2 and 3: one reading per key."""
+                tags: Any = None, reserved: frozenset[str] = frozenset()) -> None:
+    """Formats 1, 2 and 3: one reading per key; keys in ``reserved`` are rejected."""
     try:
         when = _time(ts, out)
         tag_list = _tags(tags)
@@ -223,7 +238,11 @@ def _key_values(out: _Collector, values: dict, ts: Any, meta: dict | None,
             out.reject(reject.reason, key)
         return
     readings = out.readings
+    clash = not reserved.isdisjoint(values)
     for key, value in values.items():  # the hot loop: no closure per value
+        if clash and key in reserved:
+            out.reject(f"{key!r} is a field name of the formats, not a sensor key", key)
+            continue
         try:
             readings.append(Reading(_key(key), _number(value), when, None, tag_list, meta))
         except Refused as reject:
@@ -241,6 +260,17 @@ def _single(item: dict, out: _Collector) -> Reading:
                    _meta_or_reject(item.get("meta")))
 
 
+def _by_id(item: dict, out: _Collector) -> Reading:
+    """Format 7: ``{"sensor_id", "value", "ts"/"timestamp"?, "unit"?, "tags"?, "meta"?}``; a
+    ``status`` (the review state older clients send) is not the sender's to set."""
+    sensor_id = item.get("sensor_id")
+    if type(sensor_id) is not int or not 0 < sensor_id <= MAX_SENSOR_ID:
+        raise Refused("invalid sensor_id: a positive integer")
+    ts = item.get("ts", item.get("timestamp", item.get("time")))
+    return Reading(None, _number(item.get("value")), _time(ts, out), _unit(item.get("unit")),
+                   _tags(item.get("tags")), _meta_or_reject(item.get("meta")), sensor_id)
+
+
 def _meta_or_reject(value: Any) -> dict | None:
     if value is not None and not isinstance(value, dict):
         raise Refused("invalid meta: an object")
@@ -255,11 +285,14 @@ def _bytes_reading(item: dict, value_key: str, byte_order: str, out: _Collector)
 
 
 def _item_kind(item: Any) -> str | None:
-    """Which list-able format a dict is: "values" (2), "single" (4/5), "bytes" (6)."""
+    """Which list-able format a dict is: "values" (2), "single" (4/5), "bytes" (6),
+    "by_id" (7)."""
     if not isinstance(item, dict):
         return None
     if isinstance(item.get("values"), dict):
         return "values"
+    if "sensor_id" in item and "value" in item:
+        return "by_id"
     if "value" in item and isinstance(item["value"], list):
         return "bytes"
     if "value" in item and ("sensor_type" in item or "key" in item):
@@ -282,6 +315,8 @@ def _decode_item(out: _Collector, item: Any, value_key: str, byte_order: str) ->
         out.add(lambda: _bytes_reading(item, value_key, byte_order, out), value_key)
     elif kind == "single":
         out.add(lambda: _single(item, out), item.get("key", item.get("sensor_type")))
+    elif kind == "by_id":
+        out.add(lambda: _by_id(item, out))
     else:
         out.reject("unknown format")
 
@@ -375,7 +410,9 @@ def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "littl
         if not isinstance(items, list) or not items:
             raise Invalid("readings must be a non-empty list", loc=["body", "readings"])
         for item in items:
-            if isinstance(item, dict):
+            if _item_kind(item) == "by_id":
+                out.add(lambda i=item: _by_id(i, out))
+            elif isinstance(item, dict):
                 out.add(lambda i=item: _single(i, out), item.get("key", item.get("sensor_type")))
             else:
                 out.reject("unknown format")
@@ -387,7 +424,7 @@ def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "littl
     elif _item_kind(body) is not None:
         _decode_item(out, body, value_key, byte_order)
     elif _is_flat_mapping(body):
-        _key_values(out, body, None, None)
+        _key_values(out, body, None, None, reserved=FIELD_NAMES)
     else:
         raise Invalid("unknown format; " + FORMATS, loc=["body"])
     return out.readings, out.rejected

@@ -11,8 +11,8 @@ from fastapi.responses import Response
 
 from telemetra.auth.dependencies import AuthDevice, IngestPrincipal
 from telemetra.auth.roles import Role
-from telemetra.ingest.decode import parse_json
-from telemetra.ingest.ingest import Target, find_target
+from telemetra.ingest.decode import decode_body, parse_json
+from telemetra.ingest.ingest import Target, find_target, find_target_of_sensors
 from telemetra.ingest.schemas import INGEST_BODY, ImportResult, IngestResult
 from telemetra.kit.body import INGEST, STREAM, body_limit
 from telemetra.kit.errors import Forbidden, Invalid, NotFound
@@ -37,11 +37,16 @@ _INGEST_DESCRIPTION = (
     "TELEMETRA_MAX_NEW_SENSORS_PER_REQUEST or TELEMETRA_MAX_SENSORS_PER_DEVICE. A body none of "
     "whose readings can be stored is a 422 carrying the same `rejected`; a body that is none "
     "of the formats is a 422; over the size limit a 413; a 503 with Retry-After only when "
-    "ingestion is saturated or the database is unavailable."
+    "ingestion is saturated or the database is unavailable. The formats' field names "
+    "(`sensor_id`, `value`, `unit`, `ts`, `status`...) are never sensor keys. Readings by "
+    "`sensor_id` store to that sensor of the caller's device (a user may leave device_id out: "
+    "the sensors name it)."
 )
 
 
-async def _target(request: Request, principal, device_id: int | None) -> Target:
+async def _target(request: Request, principal, device_id: int | None) -> Target | None:
+    """The device named (the caller's own for a device key), or None: a user's readings
+    by sensor id name theirs (``_target_of_sensors``, once the body is read)."""
     if isinstance(principal, AuthDevice):
         if device_id is not None and device_id != principal.id:
             raise NotFound(f"device {device_id} not found")
@@ -49,18 +54,42 @@ async def _target(request: Request, principal, device_id: int | None) -> Target:
     if not principal.role.at_least(Role.member):
         raise Forbidden("this needs the member role or higher")
     if device_id is None:
-        raise Invalid("device_id is required when a user sends readings", loc=["query",
-                                                                               "device_id"])
+        return None
     target = await find_target(request.app.state.engine, principal.organization_id, device_id)
     if target is None:
         raise NotFound(f"device {device_id} not found")
     return target
 
 
+async def _target_of_sensors(request: Request, organization_id: int, body) -> Target:
+    """A user's readings by sensor id (body 7) need no device_id: the sensors name it, if
+    they are of one device of the organization."""
+    required = Invalid("device_id is required when a user sends readings other than by "
+                       "sensor id", loc=["query", "device_id"])
+    try:
+        readings, _ = decode_body(body, expect="sensor_id")
+    except Invalid:
+        raise required from None
+    sensor_ids = {r.sensor_id for r in readings}
+    if not sensor_ids:
+        raise required
+    targets = await find_target_of_sensors(request.app.state.engine, organization_id,
+                                           sensor_ids)
+    if not targets:
+        raise NotFound("no such sensor in the organization")
+    if len(targets) > 1:
+        raise Invalid("these sensors are of several devices: send each device's readings "
+                      "apart, or name device_id", loc=["query", "device_id"])
+    return targets[0]
+
+
 async def _ingest(request: Request, principal, device_id: int | None) -> Response:
     target = await _target(request, principal, device_id)
     raw = await request.body()  # bounded by BodyLimitMiddleware (INGEST)
-    result = await request.app.state.ingestor.ingest(target, parse_json(raw))
+    body = parse_json(raw)
+    if target is None:
+        target = await _target_of_sensors(request, principal.organization_id, body)
+    result = await request.app.state.ingestor.ingest(target, body)
     # The hot path answers with bytes it made itself; IngestResult documents the shape.
     return Response(orjson.dumps(result), status_code=status.HTTP_202_ACCEPTED,
                     media_type="application/json")

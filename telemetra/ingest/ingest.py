@@ -1,39 +1,72 @@
-"""The ingestion path shared by HTTP, MQTT, connectors and import.
+"""The one way into ingestion: the HTTP route and fast path, MQTT device and connector topics,
+imports (and, to come, http_pull connectors) all come through ``Ingestor``, each with the
+``Source`` of its bodies.
 
-decode -> normalise -> resolve sensors (cached; unknown keys create sensors, within the
-``SensorCaps``) -> validity (valid range, the organization's invalid tags) -> the group-commit
-writer -> the answer. Every transport comes through here, so these rules hold for all of them.
+``prepare`` (one body): decode -> normalise -> "too old" -> resolve sensors (cached; unknown
+keys create sensors within ``SensorCaps``; a reading by sensor id only of the caller's device)
+-> validity (valid range, the organization's invalid tags); a body of which nothing can be
+stored is ``NothingStored`` (422). ``commit`` (the bodies answered together: one for an HTTP
+request, the messages the MQTT consumer read together) -> the group-commit writer, one durable
+write. ``ingest`` is the two for one body. A rule about readings lives here once; so will
+quotas and usage.
 """
 
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import devices, sensors
 from telemetra.ingest.batches import Row
+from telemetra.ingest.caches import CacheSizes, ForgetfulCache
 from telemetra.ingest.decode import Reading, Rejection, decode_body
 from telemetra.ingest.decode import screen as screen_readings
 from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits
 from telemetra.ingest.writer import Writer
-from telemetra.kit.db import open_transaction
+from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Invalid
+from telemetra.kit.events import EventBus
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs import service as orgs
 from telemetra.readings.flags import is_valid_reading, pack
-from telemetra.sensors import types as sensortypes
-from telemetra.sensors.service import SensorCaps, count_device_sensors, places_for
+from telemetra.sensors import service as sensor_service
+from telemetra.sensors.service import SensorCaps, count_device_sensors
 from telemetra.settings import Settings
 
-CACHE_SECONDS = 30.0
 # Past this many unknown keys, a device's sensors are read whole rather than by key: the list
 # of keys would be a statement with as many parameters (100,000 were a 503 on PostgreSQL).
 LOOKUP_BY_KEY_MAX = 500
+TOO_OLD_TAG = "too old"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """How one source's bodies are read (API.md, "Ingestion" and "Connectors")."""
+
+    value_key: str = "value"  # body 6's key when an item names none
+    byte_order: str = "little"  # body 6's float32
+    expect: str | None = None  # one of ``decode.FORMAT_NAMES``: only that body is taken
+    max_age_seconds: int | None = None  # older than this on arrival: tagged "too old"
+    refuse_empty: bool = True  # a body nothing of which can be stored is ``NothingStored``
+    screen: bool = False  # the body is readings built elsewhere (an import's lines)
+
+
+DEVICE = Source()  # a device's own bodies, over HTTP or its MQTT topic
+IMPORT = Source(refuse_empty=False, screen=True)
+
+
+class NothingStored(Invalid):
+    """A body none of whose readings can be stored: a 422 carrying each with its reason."""
+
+    def __init__(self, rejected: list[Rejection]) -> None:
+        reasons = list(dict.fromkeys(r.reason for r in rejected))
+        super().__init__(f"no reading of the body can be stored: {'; '.join(reasons[:3])}"
+                         + ("; ..." if len(reasons) > 3 else ""), loc=["body"],
+                         rejected=[r.as_dict() for r in rejected])
+        self.rejected = rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +84,28 @@ class Target:
     organization_id: int
 
 
+@dataclass(slots=True)
+class Prepared:
+    """One body ready for the writer: its rows, and its readings rejected (body indexes)."""
+
+    target: Target
+    rows: list[Row]
+    rejected: list[Rejection]
+
+    def answer(self, stored: "Stored") -> dict:
+        """What ingestion answers for this body alone (``{accepted, duplicates, rejected}``)."""
+        return {"accepted": stored.accepted, "duplicates": stored.duplicates,
+                "rejected": [r.as_dict() for r in self.rejected]}
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What one durable write did: rows stored, and rows already stored (duplicates)."""
+
+    accepted: int
+    duplicates: int
+
+
 async def find_target(engine: AsyncEngine, organization_id: int | None,
                       device_id: int) -> Target | None:
     """The device readings would be stored for, if it exists (in that organization, when one
@@ -63,6 +118,17 @@ async def find_target(engine: AsyncEngine, organization_id: int | None,
     return Target(device_id, owner) if owner is not None else None
 
 
+async def find_target_of_sensors(engine: AsyncEngine, organization_id: int,
+                                 sensor_ids: set[int]) -> list[Target]:
+    """The devices of the organization that these sensors are of."""
+    query = (select(sensors.c.device_id).distinct()
+             .where(sensors.c.id.in_(sorted(sensor_ids)),
+                    sensors.c.organization_id == organization_id))
+    async with engine.connect() as conn:
+        found = (await conn.scalars(query)).all()
+    return [Target(device_id, organization_id) for device_id in sorted(found)]
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """A device as the ingestion path needs it (cached: MQTT looks it up per message)."""
@@ -71,26 +137,18 @@ class DeviceInfo:
     status: str
 
 
-DEVICE_CACHE_SECONDS = 10.0
+_NO_SENSORS: dict = {}
 
 
-class _TTLCache:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._data: dict = {}
+def _tag_too_old(readings: list[Reading], oldest: datetime) -> None:
+    for reading in readings:
+        if reading.ts is not None and reading.ts < oldest:
+            reading.tags = [*(reading.tags or []), TOO_OLD_TAG]
 
-    def get(self, key):
-        hit = self._data.get(key)
-        if hit is None or hit[1] < time.monotonic():
-            return None
-        return hit[0]
 
-    def put(self, key, value) -> None:
-        self._data[key] = (value, time.monotonic() + self.seconds)
-
-    def drop_where(self, predicate) -> None:
-        for key in [k for k in self._data if predicate(k)]:
-            del self._data[key]
+def _handle(reading: Reading) -> str | int:
+    """What names a reading's sensor: its key, or (body 7) its sensor id."""
+    return reading.key if reading.sensor_id is None else reading.sensor_id
 
 
 class Ingestor:
@@ -98,32 +156,51 @@ class Ingestor:
 
     def __init__(self, engine: AsyncEngine, writer: Writer, *,
                  limits: ReadingLimits = DEFAULT_LIMITS,
-                 sensor_caps: SensorCaps | None = None) -> None:
+                 sensor_caps: SensorCaps | None = None,
+                 cache_sizes: CacheSizes | None = None,
+                 bus: EventBus | None = None) -> None:
         self.engine = engine
         self.writer = writer
         self.limits = limits
         self.sensor_caps = sensor_caps or SensorCaps()
-        self._sensors = _TTLCache(CACHE_SECONDS)  # (device_id, key) -> SensorInfo
-        self._invalid_tags = _TTLCache(CACHE_SECONDS)  # organization_id -> frozenset
-        self._devices = _TTLCache(DEVICE_CACHE_SECONDS)  # device_id -> DeviceInfo
+        self.bus = bus
+        sizes = cache_sizes or CacheSizes()
+        # device_id -> {key or sensor id: SensorInfo}, sized in sensors
+        self._sensors = ForgetfulCache(sizes.sensors, getsizeof=len)
+        self._invalid_tags = ForgetfulCache(sizes.organizations)  # organization_id -> tags
+        self._devices = ForgetfulCache(sizes.devices)  # device_id -> DeviceInfo
 
     @classmethod
-    def from_settings(cls, engine: AsyncEngine, writer: Writer, settings: Settings) -> "Ingestor":
+    def from_settings(cls, engine: AsyncEngine, writer: Writer, settings: Settings,
+                      bus: EventBus | None = None) -> "Ingestor":
         return cls(engine, writer,
                    limits=ReadingLimits(settings.min_reading_time,
                                         timedelta(seconds=settings.max_future_seconds)),
                    sensor_caps=SensorCaps(settings.max_new_sensors_per_request,
-                                          settings.max_sensors_per_device))
+                                          settings.max_sensors_per_device),
+                   cache_sizes=CacheSizes(settings.sensor_cache_size, settings.device_cache_size,
+                                          settings.organization_cache_size),
+                   bus=bus)
 
     def forget_device(self, device_id: int) -> None:
         """Drop what is cached about a device (it, or its sensors, changed)."""
-        self._sensors.drop_where(lambda key: key[0] == device_id)
-        self._devices.drop_where(lambda key: key == device_id)
+        self._sensors.forget(device_id)
+        self._devices.forget(device_id)
+
+    def forget_organization(self, organization_id: int) -> None:
+        """Drop what is cached about an organization (its invalid tags changed)."""
+        self._invalid_tags.forget(organization_id)
+
+    @property
+    def cached_sensors(self) -> int:
+        """How many sensors the sensor cache holds (at most ``TELEMETRA_SENSOR_CACHE_SIZE``)."""
+        return self._sensors.size
 
     async def device(self, device_id: int) -> DeviceInfo | None:
         """The device with this id in any organization (the broker vouched for it), or None."""
         info = self._devices.get(device_id)
         if info is None:
+            generation = self._devices.generation
             query = (select(devices.c.organization_id, devices.c.status)
                      .where(devices.c.id == device_id))
             async with self.engine.connect() as conn:
@@ -131,70 +208,69 @@ class Ingestor:
             if row is None:
                 return None
             info = DeviceInfo(Target(device_id, row.organization_id), row.status)
-            self._devices.put(device_id, info)
+            self._devices.put(device_id, info, generation)
         return info
 
-    def forget_organization(self, organization_id: int) -> None:
-        self._invalid_tags.drop_where(lambda key: key == organization_id)
+    async def ingest(self, target: Target, body: Any, source: Source = DEVICE) -> dict:
+        """One body, prepared and committed: ``{accepted, duplicates, rejected}`` once durable.
+        Raises ``Invalid`` (422) for a body that is none of the formats, ``NothingStored``
+        (422) for one none of whose readings can be stored."""
+        prepared = await self.prepare(target, body, source)
+        return prepared.answer(await self.commit([prepared]))
 
     def forget_everything(self) -> None:
         """Drop every cached device, sensor and organization (events may have been missed)."""
         for cache in (self._sensors, self._invalid_tags, self._devices):
-            cache.drop_where(lambda key: True)
+            cache.clear()
 
-    def decode(self, body: Any, *, now: datetime | None = None,
-               **options: Any) -> tuple[list[Reading], list[Rejection]]:
-        """``decode_body`` with this deployment's limits (``options``: value_key, byte_order,
-        expect)."""
-        return decode_body(body, limits=self.limits, now=now, **options)
-
-    async def ingest(self, target: Target, body: Any, *, value_key: str = "value",
-                     byte_order: str = "little") -> dict:
-        """Decode, store durably, and answer ``{accepted, duplicates, rejected}``; a body none
-        of whose readings can be stored is an ``Invalid`` (422) carrying the rejections."""
-        now = utcnow()
-        readings, rejected = self.decode(body, now=now, value_key=value_key,
-                                         byte_order=byte_order)
-        return await self.store(target, readings, rejected, now=now, refuse_empty=True)
-
-    async def store(self, target: Target, readings: list[Reading],
-                    rejected: list[Rejection] | None = None, *,
-                    now: datetime | None = None, refuse_empty: bool = False,
-                    screen: bool = False) -> dict:
-        """Store decoded readings (``rejected``: the decoder's rejections of the same body).
-        ``screen``: the readings were built elsewhere (an import) and go through the decoder's
-        rules first; their rejections' indexes are positions in ``readings``."""
+    async def prepare(self, target: Target, body: Any, source: Source = DEVICE, *,
+                      now: datetime | None = None) -> Prepared:
+        """Everything but the write, for one body of ``source`` sent for ``target``: the rows
+        to store and the readings rejected, with their reasons. ``now`` (default: the clock)
+        times readings that have no time, and is what "in the future" and "too old" are
+        measured from. ``source.screen``: ``body`` is a list of ``Reading`` built elsewhere,
+        whose rejections' indexes are positions in it."""
         now = now or utcnow()
-        rejected = rejected if rejected is not None else []  # the caller sees them all
-        if screen:
-            readings, screened = screen_readings(readings, self.limits, now)
-            rejected.extend(screened)
-        rows = await self.rows(target, readings, now, rejected)
-        if not rows and rejected and refuse_empty:
-            reasons = list(dict.fromkeys(r.reason for r in rejected))
-            raise Invalid(f"no reading of the body can be stored: {'; '.join(reasons[:3])}"
-                          + ("; ..." if len(reasons) > 3 else ""), loc=["body"],
-                          rejected=[r.as_dict() for r in rejected])
-        inserted = await self.writer.write(rows) if rows else 0
-        return {"accepted": inserted, "duplicates": len(rows) - inserted,
-                "rejected": [r.as_dict() for r in rejected]}
+        if source.screen:
+            readings, rejected = screen_readings(body, self.limits, now)
+        else:
+            readings, rejected = decode_body(body, value_key=source.value_key,
+                                             byte_order=source.byte_order,
+                                             expect=source.expect, limits=self.limits, now=now)
+        if source.max_age_seconds is not None:
+            _tag_too_old(readings, now - timedelta(seconds=source.max_age_seconds))
+        rows = await self._rows(target, readings, now, rejected)
+        if not rows and rejected and source.refuse_empty:
+            raise NothingStored(rejected)
+        return Prepared(target, rows, rejected)
 
-    async def rows(self, target: Target, readings: list[Reading], now: datetime,
-                   rejected: list[Rejection] | None = None) -> list[Row]:
+    async def commit(self, prepared: Sequence[Prepared]) -> Stored:
+        """One durable write of the rows of ``prepared`` (the group-commit writer)."""
+        if len(prepared) == 1:
+            rows = prepared[0].rows
+        else:
+            rows = [row for body in prepared for row in body.rows]
+        if not rows:
+            return Stored(0, 0)
+        inserted = await self.writer.write(rows)
+        return Stored(inserted, len(rows) - inserted)
+
+    async def _rows(self, target: Target, readings: list[Reading], now: datetime,
+                    rejected: list[Rejection]) -> list[Row]:
         """The rows to write for readings of one device: sensors resolved (created when
         unknown, within the caps), validity decided, "now" for readings without a time.
 
-        Readings whose sensor may not be created are left out, and added to ``rejected`` (the
+        Readings whose sensor may not be had are left out, and added to ``rejected`` (the
         decoder's rejections of the same body, so the indexes are the body's)."""
         if not readings:
             return []
-        sensors_by_key, refused = await self._resolve(target, readings)
+        sensors_of, refused = await self._resolve(target, readings)
         if refused:
             readings = _leave_out(readings, refused, rejected)
         invalid_tags = await self._organization_invalid_tags(target.organization_id)
         rows: list[Row] = []
         for reading in readings:
-            sensor = sensors_by_key[reading.key]
+            sensor = sensors_of[_handle(reading)]
             valid = is_valid_reading(reading.value, reading.tags, sensor.valid_min,
                                      sensor.valid_max, invalid_tags)
             rows.append((sensor.id, reading.ts or now, reading.value, pack(valid), reading.tags,
@@ -204,94 +280,85 @@ class Ingestor:
     async def _organization_invalid_tags(self, organization_id: int) -> frozenset[str]:
         tags = self._invalid_tags.get(organization_id)
         if tags is None:
+            generation = self._invalid_tags.generation
             async with self.engine.connect() as conn:
                 tags = await orgs.invalid_tags(conn, organization_id)
-            self._invalid_tags.put(organization_id, tags)
+            self._invalid_tags.put(organization_id, tags, generation)
         return tags
 
     async def _resolve(self, target: Target, readings: list[Reading]
-                       ) -> tuple[dict[str, SensorInfo], dict[str, str]]:
-        """The sensor of each key, and the keys whose sensor may not be created, with why."""
-        found: dict[str, SensorInfo] = {}
-        missing: dict[str, Reading] = {}
+                       ) -> tuple[dict[str | int, SensorInfo], dict[str | int, str]]:
+        """The sensor of each reading's handle, and the handles refused, with why."""
+        known = self._sensors.get(target.device_id) or _NO_SENSORS
+        missing: dict[str | int, Reading] = {}
         for reading in readings:
-            if reading.key in found or reading.key in missing:
-                continue
-            info = self._sensors.get((target.device_id, reading.key))
-            if info is None:
-                missing[reading.key] = reading
-            else:
-                found[reading.key] = info
-        refused: dict[str, str] = {}
-        if missing:
-            known, refused = await self._load_or_create(target, missing)
-            found.update(known)
-        return found, refused
+            handle = _handle(reading)
+            if handle not in known and handle not in missing:
+                missing[handle] = reading
+        if not missing:
+            return known, {}
+        loaded, refused = await self._load_or_create(target, missing)
+        return {**known, **loaded}, refused
 
-    async def _load_or_create(self, target: Target, wanted: dict[str, Reading]
-                              ) -> tuple[dict[str, SensorInfo], dict[str, str]]:
+    async def _load_or_create(self, target: Target, wanted: dict[str | int, Reading]
+                              ) -> tuple[dict[str | int, SensorInfo], dict[str | int, str]]:
+        generation = self._sensors.generation
+        keys = [handle for handle in wanted if isinstance(handle, str)]
+        ids = [handle for handle in wanted if isinstance(handle, int)]
         columns = (sensors.c.id, sensors.c.key, sensors.c.valid_min, sensors.c.valid_max)
         of_device = select(*columns).where(sensors.c.device_id == target.device_id)
-        query = of_device.where(sensors.c.key.in_(list(wanted)))
+        known: dict[str | int, SensorInfo] = {}
+        refused: dict[str | int, str] = {}
+        new: list[str] = []
         async with self.engine.connect() as conn:
-            if len(wanted) > LOOKUP_BY_KEY_MAX:
-                rows = [row for row in (await conn.execute(of_device)).all()
-                        if row.key in wanted]
-            else:
-                rows = (await conn.execute(query)).all()
-            known = {row.key: SensorInfo(row.id, row.valid_min, row.valid_max)
-                     for row in rows}
-            new = [key for key in wanted if key not in known]
-            caps = self.sensor_caps
-            if new and await count_device_sensors(conn, target.device_id) >= caps.per_device:
-                new, refused = [], dict.fromkeys(new, caps.device_full)  # no write for nothing
-            else:
-                refused = {}
+            if ids:  # body 7: only the caller's device's sensors, never another's
+                for row in (await conn.execute(of_device.where(sensors.c.id.in_(ids)))).all():
+                    known[row.id] = SensorInfo(row.id, row.valid_min, row.valid_max)
+                refused.update({i: f"sensor {i} not found on this device"
+                                for i in ids if i not in known})
+            if keys:
+                if len(keys) > LOOKUP_BY_KEY_MAX:
+                    wanted_keys = set(keys)
+                    rows = [row for row in (await conn.execute(of_device)).all()
+                            if row.key in wanted_keys]
+                else:
+                    rows = (await conn.execute(of_device.where(sensors.c.key.in_(keys)))).all()
+                for row in rows:
+                    known[row.key] = SensorInfo(row.id, row.valid_min, row.valid_max)
+                new = [key for key in keys if key not in known]
+                caps = self.sensor_caps
+                if new and (await count_device_sensors(conn, target.device_id)
+                            >= caps.per_device):
+                    refused.update(dict.fromkeys(new, caps.device_full))  # no write for nothing
+                    new = []
         if new:
-            conn = await open_transaction(self.engine, write=True)
-            try:
-                new, refused = await places_for(conn, target.device_id, new, self.sensor_caps)
-                dialect_insert = (pg_insert if self.engine.dialect.name == "postgresql"
-                                  else sqlite_insert)
-                now = utcnow()
-                values = []
-                for key in new:
-                    sensor_type, unit = sensortypes.guess(key)
-                    values.append({"organization_id": target.organization_id,
-                                   "device_id": target.device_id, "key": key,
-                                   "type": sensor_type, "unit": wanted[key].unit or unit,
-                                   "status": "active", "created_at": now, "updated_at": now})
-                if values:
-                    await conn.execute(
-                        dialect_insert(sensors).values(values)
-                        .on_conflict_do_nothing(index_elements=["device_id", "key"]))
-                    rows = (await conn.execute(of_device.where(sensors.c.key.in_(new)))).all()
-                    known.update({row.key: SensorInfo(row.id, row.valid_min, row.valid_max)
-                                  for row in rows})
-                await conn.commit()
-            finally:
-                await conn.close()
-        for key, info in known.items():
-            self._sensors.put((target.device_id, key), info)
+            async with write_transaction(self.engine, self.bus) as conn:
+                rows, full = await sensor_service.create_for_readings(
+                    conn, target.organization_id, target.device_id,
+                    {key: wanted[key].unit for key in new}, self.sensor_caps)
+            refused.update(full)
+            known.update({row.key: SensorInfo(row.id, row.valid_min, row.valid_max)
+                          for row in rows})
+        if known:
+            cached = self._sensors.get(target.device_id) or _NO_SENSORS
+            self._sensors.put(target.device_id, {**cached, **known}, generation)
         return known, refused
 
 
-def _leave_out(readings: list[Reading], refused: dict[str, str],
-               rejected: list[Rejection] | None) -> list[Reading]:
-    """The readings whose key is not ``refused``; the others become rejections, at their index
-    in the body: the positions ``rejected`` does not hold, in order."""
-    taken = {r.index for r in rejected} if rejected else set()
+def _leave_out(readings: list[Reading], refused: dict[str | int, str],
+               rejected: list[Rejection]) -> list[Reading]:
+    """The readings whose sensor is not ``refused``; the others become rejections, at their
+    index in the body: the positions ``rejected`` does not hold, in order."""
+    taken = {r.index for r in rejected}
     kept, index = [], 0
     for reading in readings:
         while index in taken:
             index += 1
-        reason = refused.get(reading.key)
+        reason = refused.get(_handle(reading))
         if reason is None:
             kept.append(reading)
-        elif rejected is not None:
+        else:
             rejected.append(Rejection(index, reason, reading.key))
         index += 1
-    if rejected is not None:
-        rejected.sort(key=lambda r: r.index)
+    rejected.sort(key=lambda r: r.index)
     return kept
-

@@ -25,7 +25,7 @@ class ImportResult(IngestResult):
 INGEST_BODY = {
     "requestBody": {
         "required": True,
-        "description": "Any of the six ingestion bodies (see the API guide).",
+        "description": "Any of the seven ingestion bodies (see the API guide).",
         "content": {"application/json": {"schema": {
             "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
             "examples": {
@@ -36,6 +36,7 @@ INGEST_BODY = {
                 "sensor_type": {"value": {"sensor_type": "temperature", "value": 22.5,
                                           "unit": "°C"}},
                 "float32": {"value": {"time": 1767268800, "value": [157, 42, 76, 190]}},
+                "sensor_id": {"value": {"sensor_id": 12, "value": 22.5, "unit": "°C"}},
             }}},
     }
 }

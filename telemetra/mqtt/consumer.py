@@ -11,8 +11,8 @@ acknowledged; the broker stops sending once Receive Maximum messages await an ac
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
+from paho.mqtt.client import topic_matches_sub
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,7 +21,7 @@ from telemetra.auth.principals import AuthDevice
 from telemetra.commands import service as commands
 from telemetra.devices import service as devices
 from telemetra.devices.schemas import Heartbeat, LogCreate, LogLevel
-from telemetra.ingest.ingest import DeviceInfo, Ingestor
+from telemetra.ingest.ingest import DEVICE, DeviceInfo, Ingestor, NothingStored, Source
 from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Conflict, Invalid, NotFound, TelemetraError, Unavailable
 from telemetra.kit.events import EventBus
@@ -31,10 +31,8 @@ from telemetra.mqtt.messages import (
     Counters,
     Rejected,
     TopicConnector,
-    decode,
     first_error,
     json_body,
-    matches,
     reason_kind,
 )
 from telemetra.mqtt.presence import Presence
@@ -44,7 +42,6 @@ log = logging.getLogger("telemetra.mqtt")
 
 RETRY_MIN_SECONDS = 0.05
 RETRY_MAX_SECONDS = 2.0
-TOO_OLD_TAG = "too old"
 _LOGS = TypeAdapter(LogCreate | list[LogCreate])
 
 
@@ -107,44 +104,53 @@ class Consumer:
         task.add_done_callback(self._tasks.discard)
 
     async def _process_readings(self, batch: list[tuple[Inbound, int]]) -> None:
-        """Decode each message, then one durable write for all of them, then the acks. A
-        message that cannot be decoded is rejected alone; if the write fails for another
-        reason than storage trouble, each message is retried alone so one bad message
-        cannot take the others with it."""
+        """Prepare each message's body, then one durable write for all of them, then the
+        acks. A message that cannot be used is rejected alone; if preparing or the write
+        fails for another reason than a rejection, each message is retried alone so one bad
+        message cannot take the others with it."""
         now = utcnow()
-        prepared: list[tuple[Inbound, int, list]] = []
+        prepared = []
         for message, device_id in batch:
             try:
                 device = await self._device(device_id)
-                decoded, rejected = decode(json_body(message.payload), self.ingestor.limits)
-                rows = await self.ingestor.rows(device.target, decoded, now, rejected)
-                if rejected:
-                    self._note_rejected_readings(device_id, rejected)
-            except Rejected as rejected:
-                await self._reject(message, rejected.reason)
+                body = await self.ingestor.prepare(device.target, json_body(message.payload),
+                                                   DEVICE, now=now)
+            except (Rejected, Invalid) as refused:
+                await self._reject(message, self._reason(device_id, refused))
                 self._done(message)
                 continue
             except Exception:  # storage trouble while resolving sensors, or a bug
                 self._spawn(self._process(message))
                 continue
-            prepared.append((message, device_id, rows))
-        rows = [row for _, _, message_rows in prepared for row in message_rows]
-        inserted = 0
-        if rows:
-            try:
-                inserted = await self._retrying([m for m, _, _ in prepared],
-                                                lambda: self.ingestor.writer.write(rows))
-            except _ConnectionGone:
-                return
-            except Exception:
-                for message, _, _ in prepared:
-                    self._spawn(self._process(message))
-                return
-        self.counters.readings_accepted += inserted
-        self.counters.readings_duplicate += len(rows) - inserted
+            if body.rejected:
+                self._note_rejected_readings(device_id, body.rejected)
+            prepared.append((message, device_id, body))
+        if not prepared:
+            return
+        try:
+            stored = await self._retrying([m for m, _, _ in prepared],
+                                          lambda: self.ingestor.commit(
+                                              [body for _, _, body in prepared]))
+        except _ConnectionGone:
+            return
+        except Exception:
+            for message, _, _ in prepared:
+                self._spawn(self._process(message))
+            return
+        self.counters.readings_accepted += stored.accepted
+        self.counters.readings_duplicate += stored.duplicates
         for message, device_id, _ in prepared:
             self.presence.mark(device_id)
             self._done(message)
+
+    def _reason(self, device_id: int, refused: Rejected | Invalid) -> str:
+        """Why a message's readings are not stored; its readings are counted rejected."""
+        if isinstance(refused, Rejected):
+            return refused.reason
+        if isinstance(refused, NothingStored):
+            self._note_rejected_readings(device_id, refused.rejected)
+            return refused.detail
+        return f"unknown format: {refused.detail}"
 
     async def _retrying(self, messages: list[Inbound], attempt):
         """``attempt()`` until it succeeds or fails for good; storage trouble is retried with
@@ -201,7 +207,7 @@ class Consumer:
         if uplink is not None:
             await self._uplink(uplink, message.payload)
             return
-        matched = [c for c in self.connectors if matches(c.topic, message.topic)]
+        matched = [c for c in self.connectors if topic_matches_sub(c.topic, message.topic)]
         if not matched:
             raise Rejected("not a platform topic")
         for connector in matched:
@@ -230,31 +236,20 @@ class Consumer:
         if uplink.kind not in ("heartbeat", "status"):
             self.presence.mark(uplink.device_id)
 
-    async def _store(self, device: DeviceInfo, body, *, value_key: str = "value",
-                     byte_order: str = "little", expect: str | None = None,
-                     max_age_seconds: int | None = None) -> None:
+    async def _store(self, device: DeviceInfo, body, source: Source = DEVICE) -> None:
         try:
-            readings, rejected = self.ingestor.decode(body, value_key=value_key,
-                                                      byte_order=byte_order, expect=expect)
+            prepared = await self.ingestor.prepare(device.target, body, source)
         except Invalid as invalid:
-            raise Rejected(f"unknown format: {invalid.detail}") from None
-        now = utcnow()
-        if max_age_seconds is not None:
-            oldest = now - timedelta(seconds=max_age_seconds)
-            for reading in readings:
-                if reading.ts is not None and reading.ts < oldest:
-                    reading.tags = [*(reading.tags or []), TOO_OLD_TAG]
-        result = await self.ingestor.store(device.target, readings, rejected, now=now)
-        if rejected:
-            self._note_rejected_readings(device.target.device_id, rejected)
-        self.counters.readings_accepted += result["accepted"]
-        self.counters.readings_duplicate += result["duplicates"]
+            raise Rejected(self._reason(device.target.device_id, invalid)) from None
+        stored = await self.ingestor.commit([prepared])
+        if prepared.rejected:
+            self._note_rejected_readings(device.target.device_id, prepared.rejected)
+        self.counters.readings_accepted += stored.accepted
+        self.counters.readings_duplicate += stored.duplicates
 
     async def _connector_readings(self, connector: TopicConnector, payload: bytes) -> None:
         device = await self._device(connector.device_id)
-        await self._store(device, json_body(payload), value_key=connector.key or "value",
-                          byte_order=connector.byte_order, expect=connector.format,
-                          max_age_seconds=connector.max_age_seconds)
+        await self._store(device, json_body(payload), connector.source)
         self.presence.mark(connector.device_id)
 
     @staticmethod

@@ -5,10 +5,13 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from telemetra.ingest.decode import decode_body, parse_json
-from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits
+from telemetra.ingest.decode import parse_json
+from telemetra.ingest.ingest import Source
 from telemetra.kit.body import MAX_JSON_DEPTH, too_deep
 from telemetra.kit.errors import Invalid
+
+# A body none of whose readings can be stored (``ingest.NothingStored``): counted under this.
+NOTHING_STORED = "no reading of the body can be stored"
 
 
 class Rejected(Exception):
@@ -30,6 +33,12 @@ class TopicConnector:
     format: str
     byte_order: str
     max_age_seconds: int | None
+
+    @property
+    def source(self) -> Source:
+        """How the ingestor reads this connector's bodies."""
+        return Source(value_key=self.key or "value", byte_order=self.byte_order,
+                      expect=self.format, max_age_seconds=self.max_age_seconds)
 
 
 @dataclass
@@ -53,13 +62,6 @@ class Counters:
                 "rejected_by_device": {str(k): v for k, v in self.rejected_by_device.items()}}
 
 
-def decode(body, limits: ReadingLimits = DEFAULT_LIMITS) -> tuple[list, list]:
-    try:
-        return decode_body(body, limits=limits)
-    except Invalid as invalid:
-        raise Rejected(f"unknown format: {invalid.detail}") from None
-
-
 def json_body(payload: bytes):
     if too_deep(payload):  # before any parser or validator recurses into it
         raise Rejected(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
@@ -78,21 +80,10 @@ def first_error(exc: ValidationError) -> str:
 def reason_kind(reason: str) -> str:
     """The counter a reason goes to: its words before any detail."""
     for kind in ("payload too large", "invalid JSON", "unknown format", "unknown device",
-                 "not a platform topic", "invalid heartbeat", "invalid log lines"):
+                 "not a platform topic", "invalid heartbeat", "invalid log lines",
+                 NOTHING_STORED):
         if reason.startswith(kind):
             return kind
     if reason.startswith("device ") and reason.endswith("inactive"):
         return "inactive device"
     return reason if len(reason) <= 60 else "other"
-
-
-def matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic filter matching (``+`` one level, ``#`` the rest)."""
-    filter_parts = topic_filter.split("/")
-    topic_parts = topic.split("/")
-    for index, part in enumerate(filter_parts):
-        if part == "#":
-            return True
-        if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
-            return False
-    return len(filter_parts) == len(topic_parts)

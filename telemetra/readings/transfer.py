@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import readings
 from telemetra.ingest.decode import Reading
-from telemetra.ingest.ingest import Ingestor, Target, find_target
+from telemetra.ingest.ingest import IMPORT, Ingestor, Target, find_target
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_timestamp
 from telemetra.readings.query import ReadingFilter, reading_out
@@ -156,7 +156,7 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
     async def flush() -> None:
         nonlocal pending
         for device_id, batch in batches.items():
-            result = await ingestor.store(targets[device_id], batch, screen=True)
+            result = await ingestor.ingest(targets[device_id], batch, IMPORT)
             report.accepted += result["accepted"]
             report.duplicates += result["duplicates"]
             for rejection in result["rejected"]:

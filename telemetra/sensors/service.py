@@ -5,7 +5,9 @@ stalled SQLite for 20 s and was a 503 on PostgreSQL every time)."""
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, sensors
@@ -14,6 +16,7 @@ from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
+from telemetra.sensors import types as sensortypes
 from telemetra.sensors.events import SensorChanged
 from telemetra.sensors.schemas import SensorCreate, SensorStatus, SensorUpdate
 
@@ -56,6 +59,35 @@ async def places_for(conn: AsyncConnection, device_id: int, new_keys: list[str],
     refused = {key: caps.device_full if position >= room else caps.request_full
                for position, key in enumerate(new_keys[allowed:], allowed)}
     return new_keys[:allowed], refused
+
+
+async def create_for_readings(conn: AsyncConnection, organization_id: int, device_id: int,
+                              units: dict[str, str | None], caps: SensorCaps
+                              ) -> tuple[list[Row], dict[str, str]]:
+    """Create the sensors that readings of unknown keys need: ``units`` maps each key to the
+    unit its reading named (or None), in body order. Type and unit are guessed from the key
+    (``sensors.types``; a unit the reading named wins), within ``caps``. Call it in a write
+    transaction.
+
+    Returns the device's sensors of those keys (``id, key, valid_min, valid_max``; made now, or
+    by a concurrent writer a moment before), and the keys refused, with the reason."""
+    new, refused = await places_for(conn, device_id, list(units), caps)
+    if not new:
+        return [], refused
+    now = utcnow()
+    values = []
+    for key in new:
+        sensor_type, unit = sensortypes.guess(key)
+        values.append({"organization_id": organization_id, "device_id": device_id,
+                       "key": key, "type": sensor_type, "unit": units[key] or unit,
+                       "status": "active", "created_at": now, "updated_at": now})
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(dialect_insert(sensors).values(values)
+                       .on_conflict_do_nothing(index_elements=["device_id", "key"]))
+    rows = (await conn.execute(
+        select(sensors.c.id, sensors.c.key, sensors.c.valid_min, sensors.c.valid_max)
+        .where(sensors.c.device_id == device_id, sensors.c.key.in_(new)))).all()
+    return rows, refused
 
 
 async def list_sensors(conn: AsyncConnection, organization_id: int, params: PageParams, *,

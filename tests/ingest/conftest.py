@@ -1,3 +1,3 @@
 """Fixtures shared by the ingestion tests."""
 
-from tests.readings.conftest import device, key  # noqa: F401  (the same device and key)
+from tests.readings.conftest import device, key, two_tenants  # noqa: F401  (the same ones)

@@ -1,4 +1,4 @@
-"""The six ingestion bodies decode to the same readings; bad readings are rejected alone.
+"""The seven ingestion bodies decode to the same readings; bad readings are rejected alone.
 
 Pure logic: no database here.
 """
@@ -154,3 +154,24 @@ def test_float32_bytes_round_trip(number):
     readings = decode_body({"time": EPOCH, "value": raw})[0]
     assert readings[0].value == number
     assert list(struct.pack("<f", readings[0].value)) == raw
+
+
+def test_body_7_names_sensors_by_id_and_ignores_a_review_status():
+    readings, rejected = decode_body([
+        {"sensor_id": 5, "value": 22.5, "unit": "C", "status": "pending"},
+        {"sensor_id": "5", "value": 1}, {"sensor_id": True, "value": 1},
+        {"sensor_id": 0, "value": 1}, {"sensor_id": 6, "value": "warm"}])
+    assert [(r.sensor_id, r.key, r.value, r.unit) for r in readings] == [(5, None, 22.5, "C")]
+    assert [(j.index, j.reason) for j in rejected] == [
+        (1, "invalid sensor_id: a positive integer"), (2, "invalid sensor_id: a positive integer"),
+        (3, "invalid sensor_id: a positive integer"), (4, "string value")]
+
+
+def test_the_formats_field_names_are_never_keys_of_body_1():
+    readings, rejected = decode_body({"value": 3, "unit": 1, "temperature": 20, "ts": 5})
+    assert [r.key for r in readings] == ["temperature"]
+    assert [j.key for j in rejected] == ["value", "unit", "ts"]
+    assert all("field name of the formats" in j.reason for j in rejected)
+    # Named explicitly in body 2, a key is the sender's choice.
+    readings, _ = decode_body({"ts": 1767268800, "values": {"status": 1}})
+    assert [r.key for r in readings] == ["status"]

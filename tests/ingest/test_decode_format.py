@@ -10,7 +10,7 @@ from telemetra.ingest.decode import FORMAT_NAMES, decode_body
 from telemetra.kit.errors import Invalid
 from tests.ingest.test_decode import EPOCH, bodyish
 
-# One body of each format, in the order of API.md (bodies 1 to 6).
+# One body of each format, in the order of API.md (bodies 1 to 7).
 EXAMPLES = {
     "keys": {"temperature": 23.5, "humidity": 60},
     "values": {"ts": EPOCH, "values": {"temperature": 23.5}},
@@ -18,11 +18,12 @@ EXAMPLES = {
     "readings": {"readings": [{"key": "temperature", "value": 23.5}]},
     "sensor_type": {"sensor_type": "temperature", "value": 23.5, "unit": "°C"},
     "bytes": {"time": EPOCH, "value": [0, 0, 128, 63]},
+    "sensor_id": {"sensor_id": 12, "value": 22.5, "unit": "C", "status": "pending"},
 }
-LISTABLE = ("values", "sensor_type", "bytes")
+LISTABLE = ("values", "sensor_type", "bytes", "sensor_id")
 
 
-def test_format_names_are_auto_and_the_six_bodies_in_order():
+def test_format_names_are_auto_and_the_seven_bodies_in_order():
     assert FORMAT_NAMES == ("auto", *EXAMPLES)
 
 

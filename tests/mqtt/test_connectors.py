@@ -57,3 +57,25 @@ def test_a_connector_decodes_raw_float32_bytes_under_its_key(platform: Platform,
     stored = platform.readings(device_id)[0]
     assert (stored["key"], stored["value"]) == ("pressure", 1013.25)
     publisher.close()
+
+
+def test_readings_older_than_the_connectors_max_age_are_tagged_too_old(platform: Platform,
+                                                                       broker):
+    device_id = platform.api.device(platform.root)["id"]
+    _connector(platform, device_id, topic="farm/old", format="readings", max_age_seconds=600)
+    publisher = Device(broker)
+    now = int(time.time())
+    body = {"readings": [{"key": "soil", "value": 1, "ts": now - 3600},
+                         {"key": "soil", "value": 2, "ts": now - 10}]}
+    eventually(lambda: publisher.publish("farm/old", body) and
+               len(platform.readings(device_id, include_invalid=True)) == 2, interval=0.3)
+    stored = {r["value"]: (r["valid"], r["tags"]) for r in
+              platform.readings(device_id, include_invalid=True)}
+    assert stored[1.0] == (False, ["too old"])  # "too old" is an invalid tag by default
+    assert stored[2.0][0] is True and not stored[2.0][1]
+    # The same body on the device's own topic (no max age) is not tagged.
+    other = platform.api.device(platform.root)["id"]
+    publisher.publish(platform.topic(other, "readings"), body)
+    eventually(lambda: len(platform.readings(other, include_invalid=True)) == 2)
+    assert all(r["valid"] for r in platform.readings(other, include_invalid=True))
+    publisher.close()

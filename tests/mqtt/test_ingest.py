@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from tests.helpers import device_key
 from tests.mosquitto import Device
 from tests.mqtt.conftest import Platform, eventually
 
@@ -143,3 +144,76 @@ def test_health_follows_the_broker_and_http_keeps_serving(platform: Platform, br
 def test_health_says_disabled_without_a_broker(api):
     health = api.get("/health").json()
     assert (health["mqtt"], health["mqtt_auth"]) == ("disabled", None)
+
+
+def _stored(platform: Platform, device_id: int) -> list[tuple]:
+    items = platform.readings(device_id, include_invalid=True)
+    return sorted((r["key"], r["ts"], r["value"], r["valid"], tuple(r["tags"] or ()))
+                  for r in items)
+
+
+def test_the_same_body_stores_the_same_readings_by_http_and_by_mqtt(platform: Platform, broker):
+    """Every rule of one entry point, by either path: field names never sensors, readings by
+    sensor id, valid range, invalid tags, per-reading rejections."""
+    by_http, by_mqtt = (platform.api.device(platform.root) for _ in range(2))
+    for device in (by_http, by_mqtt):
+        platform.api.post("/sensors", platform.root, json={
+            "device_id": device["id"], "key": "t", "valid_max": 50})
+    sensor_of = {device["id"]: platform.api.get("/sensors", platform.root, params={
+        "device_id": device["id"]}).json()["items"][0]["id"] for device in (by_http, by_mqtt)}
+
+    def bodies(device_id: int) -> list:
+        sensor_id = sensor_of[device_id]
+        return [
+            {"ts": NOW - 50, "values": {"t": 20, "h": 40}},
+            {"readings": [{"key": "t", "value": 99, "ts": NOW - 49},
+                          {"key": "t", "value": 21, "ts": NOW - 48, "tags": ["suspect"]},
+                          {"key": "t", "value": "hot", "ts": NOW - 47}]},
+            {"sensor_id": sensor_id, "value": 22.5, "unit": "C", "status": "pending",
+             "ts": NOW - 46},
+            [{"sensor_id": sensor_id, "value": 70, "timestamp": NOW - 45},
+             {"sensor_id": 999_999, "value": 1, "ts": NOW - 44}],
+            {"co2": 415, "status": 1, "value": 3},
+        ]
+
+    for body in bodies(by_http["id"]):
+        response = platform.api.post("/readings", device_key(by_http["api_key"]), json=body)
+        assert response.status_code == 202, response.text
+    publisher = Device(broker)
+    for body in bodies(by_mqtt["id"]):
+        publisher.publish(platform.topic(by_mqtt["id"], "readings"), body)
+    platform.wait_handled(5)
+    over_http, over_mqtt = _stored(platform, by_http["id"]), _stored(platform, by_mqtt["id"])
+    untimed = lambda rows: [row for row in rows if row[0] != "co2"]  # noqa: E731
+    assert untimed(over_http) == untimed(over_mqtt)
+    assert [(k, v, ok) for k, _, v, ok, _ in over_http if k == "co2"] == [("co2", 415.0, True)]
+    assert [(k, v, ok) for k, _, v, ok, _ in over_mqtt if k == "co2"] == [("co2", 415.0, True)]
+    assert [(v, ok) for k, _, v, ok, _ in over_mqtt if k == "t"] == [
+        (20.0, True), (99.0, False), (21.0, False), (22.5, True), (70.0, False)]
+    keys = {s["key"] for s in platform.api.get("/sensors", platform.root, params={
+        "device_id": by_mqtt["id"]}).json()["items"]}
+    assert keys == {"t", "h", "co2"}
+    # hot, the unknown sensor id, status and value: rejected alone, over MQTT too
+    assert platform.metrics()["readings_rejected"] == 4
+    publisher.close()
+
+
+def test_a_message_nothing_of_which_can_be_stored_is_counted_rejected_and_acknowledged(
+        platform: Platform, broker):
+    device = platform.api.device(platform.root)
+    publisher = Device(broker)
+    topic = platform.topic(device["id"], "readings")
+    publisher.publish(topic, {"value": 3, "unit": "C"})
+    publisher.publish(topic, {"sensor_id": 999_999, "value": 1})
+    publisher.publish(topic, {"ts": NOW - 1, "values": {"t": 1}})
+    metrics = platform.wait_handled(3)
+    assert metrics["rejected_by_reason"] == {"no reading of the body can be stored": 2}
+    assert metrics["readings_rejected"] == 3
+    assert [r["key"] for r in platform.readings(device["id"])] == ["t"]
+    keys = {s["key"] for s in platform.api.get("/sensors", platform.root, params={
+        "device_id": device["id"]}).json()["items"]}
+    assert keys == {"t"}
+    logs = platform.api.get(f"/devices/{device['id']}/logs", platform.root,
+                            params={"level": "warning"}).json()["items"]
+    assert any("no reading of the body can be stored" in line["message"] for line in logs)
+    publisher.close()
