@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import devices, sensors
-from telemetra.ingest.batches import Row
+from telemetra.ingest.batches import Origin, Row
 from telemetra.ingest.decode import Reading, Rejection, decode_body
 from telemetra.ingest.decode import screen as screen_readings
 from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits
@@ -188,12 +188,14 @@ class Ingestor:
             readings = _leave_out(readings, refused, rejected)
         invalid_tags = await self._organization_invalid_tags(target.organization_id)
         rows: list[Row] = []
+        timed = Origin(target.device_id, target.organization_id)
+        untimed = Origin(target.device_id, target.organization_id, server_timed=True)
         for reading in readings:
             sensor = sensors_by_key[reading.key]
             valid = is_valid_reading(reading.value, reading.tags, sensor.valid_min,
                                      sensor.valid_max, invalid_tags)
             rows.append((sensor.id, reading.ts or now, reading.value, pack(valid), reading.tags,
-                         reading.meta))
+                         reading.meta, timed if reading.ts else untimed))
         return rows
 
     async def _organization_invalid_tags(self, organization_id: int) -> frozenset[str]:
