@@ -17,12 +17,17 @@ rows that were not stored are retried, so a batch without duplicates pays nothin
 halved the rate at which a batch is stored. Instead each batch locks its few sensors, and a
 batch naming a sensor that is gone stores nothing (``SensorGone``). Deleting sensors deletes
 their readings through a trigger (migration 0004), whichever way the sensors go (a sensor,
-its device, its organization). The lock is taken first and in sensor id order (``FOR NO KEY
-UPDATE``, the lock the latest values' update takes anyway, and one a DELETE waits for): two
-processes writing the same sensors then queue on the first one they share and never wait for
-each other in a cycle (a soak with two workers logged 9 deadlocks when the update took its
-locks in whatever order the join gave). A deadlock or serialization failure that happens all
-the same is retried a few times before it becomes a 503.
+its device, its organization).
+
+The latest values' update locks its sensors in sensor id order (``FOR NO KEY UPDATE``, the
+lock the update takes anyway), so two processes' batches never wait for each other's sensors
+in a cycle (a soak with two workers logged 9 deadlocks when the update took them in whatever
+order its join gave). A small batch takes those locks first, in one statement; a large one
+takes only ``FOR KEY SHARE`` first (what a DELETE waits for) and the ordered locks just
+before its update, so two processes' COPYs of the same sensors still run side by side
+(locking first halved the batch rate with two workers). A deadlock or serialization failure
+that happens all the same (two large batches holding the same new keys) is retried a few
+times before it becomes a 503.
 """
 
 import asyncio
@@ -57,10 +62,13 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} (
     flags smallint NOT NULL, tags jsonb, meta jsonb
 ) ON COMMIT DELETE ROWS
 """
-# $1: the batch's sensor ids, each once, sorted (the order the locks are taken in).
 _LOCK_SENSORS = """
+SELECT count(*) FROM (SELECT 1 FROM sensors WHERE id = ANY($1::int[]) FOR KEY SHARE) AS live
+"""
+# $1: sorted, the order the locks are taken in.
+_LOCK_LATEST = """
 SELECT count(*) FROM (SELECT 1 FROM sensors WHERE id = ANY($1::int[])
-                      ORDER BY id FOR NO KEY UPDATE) AS live
+                      ORDER BY id FOR NO KEY UPDATE) AS locked
 """
 _INSERT_INCOMING = f"""
 INSERT INTO readings (sensor_id, ts, value, flags, tags, meta)
@@ -191,5 +199,7 @@ class PostgresBatches:
             for rows in new_rows:
                 note_latest(latest, rows)
             if latest:
-                await raw.execute(_LATEST, *latest_columns(latest))
+                columns = latest_columns(latest)
+                await raw.fetchval(_LOCK_LATEST, columns[0])
+                await raw.execute(_LATEST, *columns)
         return new_rows

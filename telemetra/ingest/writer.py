@@ -165,8 +165,13 @@ class Writer:
                                               loc=["body"]))
             return
         self.batches += 1
-        if self.events is not None and any(new_rows):  # never raises, never blocks
-            self.events.publish([committed(new_rows)])
+        if self.events is not None and any(new_rows):
+            try:
+                event = committed(new_rows)
+            except Exception:  # committed all the same: the callers must not wait for a bug
+                log.exception("the event of a committed batch could not be built")
+            else:
+                self.events.publish([event])  # never raises, never blocks
         for item, new in zip(batch, new_rows):
             self.rows_written += len(new)
             if not item.future.done():
