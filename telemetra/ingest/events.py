@@ -25,7 +25,12 @@ class ReadingsCommitted:
 
 def committed(new_rows: Iterable[Iterable[Row]]) -> ReadingsCommitted:
     """The event of a batch whose new rows, per request, are ``new_rows``."""
-    return ReadingsCommitted(tuple(
-        (sensor_id, origin.device_id, origin.organization_id, to_micros(ts), value,
-         not flags & INVALID, tuple(tags) if tags is not None else None)
-        for rows in new_rows for sensor_id, ts, value, flags, tags, _meta, origin in rows))
+    out = []
+    last = micros = None
+    for rows in new_rows:
+        for sensor_id, ts, value, flags, tags, _meta, origin in rows:
+            if ts is not last:  # the readings of one body entry share their time: convert once
+                last, micros = ts, to_micros(ts)
+            out.append((sensor_id, origin.device_id, origin.organization_id, micros, value,
+                        not flags & INVALID, tuple(tags) if tags is not None else None))
+    return ReadingsCommitted(tuple(out))
