@@ -5,6 +5,7 @@ other (deadlocks on the sensors' latest values)."""
 import asyncio
 from datetime import timedelta
 
+import orjson
 import pytest
 from sqlalchemy import insert, select, text
 
@@ -74,7 +75,7 @@ def test_a_committed_batch_is_published_with_its_new_rows_before_its_callers_are
         ]
         assert answered_before == [[False], [True, False]]  # published, then answered
         assert visible[0] >= 2 and visible[1] == 3  # committed when published
-        assert from_message(to_message(seen[0])) == seen[0]  # plain values, JSON-ready
+        assert from_message(orjson.loads(orjson.dumps(to_message(seen[0])))) == seen[0]
 
     asyncio.run(run())
 
