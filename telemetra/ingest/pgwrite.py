@@ -23,8 +23,8 @@ The latest values' update locks its sensors in sensor id order (``FOR NO KEY UPD
 lock the update takes anyway), so two processes' batches never wait for each other's sensors
 in a cycle (a soak with two workers logged 9 deadlocks when the update took them in whatever
 order its join gave). A small batch takes those locks first, in one statement; a large one
-takes only ``FOR KEY SHARE`` first (what a DELETE waits for) and the ordered locks just
-before its update, so two processes' COPYs of the same sensors still run side by side
+takes only ``FOR KEY SHARE`` first (what a DELETE waits for) and the ordered locks in its
+update's statement, so two processes' COPYs of the same sensors still run side by side
 (locking first halved the batch rate with two workers). A deadlock or serialization failure
 that happens all the same (two large batches holding the same new keys) is retried a few
 times before it becomes a 503.
@@ -65,11 +65,6 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} (
 _LOCK_SENSORS = """
 SELECT count(*) FROM (SELECT 1 FROM sensors WHERE id = ANY($1::int[]) FOR KEY SHARE) AS live
 """
-# $1: sorted, the order the locks are taken in.
-_LOCK_LATEST = """
-SELECT count(*) FROM (SELECT 1 FROM sensors WHERE id = ANY($1::int[])
-                      ORDER BY id FOR NO KEY UPDATE) AS locked
-"""
 _INSERT_INCOMING = f"""
 INSERT INTO readings (sensor_id, ts, value, flags, tags, meta)
 SELECT sensor_id, ts, value, flags, tags, meta FROM {_INCOMING}
@@ -81,11 +76,17 @@ SELECT * FROM unnest($1::int[], $2::timestamptz[], $3::float8[], $4::int2[],
                      $5::text[]::jsonb[], $6::text[]::jsonb[])
 ON CONFLICT (sensor_id, ts) DO NOTHING RETURNING sensor_id, ts
 """
-# $1: sensor ids sorted, each once (``latest_columns``).
+# $1: sensor ids sorted, each once (``latest_columns``). ``locked`` is a one-time condition,
+# evaluated before the update visits a row: it takes the locks in id order, in the same round
+# trip (a statement of its own, inside the locks' hold, cut the batch rate by a third).
 _LATEST = """
+WITH locked AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM sensors WHERE id = ANY($1::int[])
+                               ORDER BY id FOR NO KEY UPDATE) AS l
+)
 UPDATE sensors AS s SET last_value = v.value, last_ts = v.ts
 FROM unnest($1::int[], $2::timestamptz[], $3::float8[]) AS v(id, ts, value)
-WHERE s.id = v.id AND (s.last_ts IS NULL OR s.last_ts < v.ts)
+WHERE (SELECT n FROM locked) >= 0 AND s.id = v.id AND (s.last_ts IS NULL OR s.last_ts < v.ts)
 """
 # $7: the batch's sensor ids, each once, sorted. ``live`` is computed before the insert (the
 # insert's condition needs it), so the sensors are locked first, in id order. When one is
@@ -202,7 +203,5 @@ class PostgresBatches:
             for rows in new_rows:
                 note_latest(latest, rows)
             if latest:
-                columns = latest_columns(latest)
-                await raw.fetchval(_LOCK_LATEST, columns[0])
-                await raw.execute(_LATEST, *columns)
+                await raw.execute(_LATEST, *latest_columns(latest))
         return new_rows
