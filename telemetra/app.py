@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             partitions = Partitions(engine)
             await partitions.ensure(months_around(utcnow()))
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
-                            max_batch_rows=settings.ingest_batch_rows)
+                            max_batch_rows=settings.ingest_batch_rows, events=events)
             await writer.start()
             app.state.ingestor = Ingestor.from_settings(engine, writer, settings, events)
             app.state.device_keys = DeviceKeyCache(settings.device_key_cache_size,

@@ -3,7 +3,8 @@ the sensors' latest values."""
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import asyncpg
 import orjson
@@ -11,9 +12,21 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 from telemetra.readings.flags import is_valid
 
-# (sensor_id, ts, value, flags, tags, meta)
-Row = tuple[int, datetime, float, int, list | None, dict | None]
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Whose readings rows are, and whether the server gave them their time (shared by all
+    the rows of one request that have the same answer, so it costs one reference a row)."""
+
+    device_id: int
+    organization_id: int
+    server_timed: bool = False
+
+
+# (sensor_id, ts, value, flags, tags, meta, origin)
+Row = tuple[int, datetime, float, int, list | None, dict | None, Origin]
 Latest = dict[int, tuple[datetime, float]]  # sensor id -> (ts, value)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class SensorGone(Exception):
@@ -66,24 +79,57 @@ def to_json(value) -> str | None:
 
 def note_latest(latest: Latest, rows: Sequence[Row]) -> None:
     """Fold the valid rows into the newest value per sensor."""
-    for sensor_id, ts, value, flags, _tags, _meta in rows:
-        if is_valid(flags):
+    for row in rows:
+        if is_valid(row[3]):
+            sensor_id, ts = row[0], row[1]
             current = latest.get(sensor_id)
             if current is None or current[0] < ts:
-                latest[sensor_id] = (ts, value)
+                latest[sensor_id] = (ts, row[2])
 
 
-def attribute(requests: Sequence[Sequence[Row]], inserted: set) -> tuple[list[int], Latest]:
-    """Per request, how many rows were new (the first row holding a new key claims it),
-    and the latest values among the new rows."""
-    counts, latest = [], {}
-    for rows in requests:
+def latest_columns(latest: Latest) -> tuple[list[int], list[datetime], list[float]]:
+    """The latest values as three columns, by sensor id: every writer updates the sensors in
+    the same order, so two processes' batches never wait for each other in a cycle."""
+    ids = sorted(latest)
+    return ids, [latest[i][0] for i in ids], [latest[i][1] for i in ids]
+
+
+def attribute(requests: Sequence[Sequence[Row]], inserted: set
+              ) -> tuple[list[list[Row]], list[tuple[int, int, Row]]]:
+    """Per request, its rows that were new (the first row holding a new key claims it), and
+    the server-timed rows that found their key taken, as (request, position, row): those are
+    never re-sends and get written again a microsecond later (``retime``)."""
+    new_rows, retry = [], []
+    for index, rows in enumerate(requests):
         new = []
-        for row in rows:  # a key twice in one request (one MQTT batch) is new only once
+        for position, row in enumerate(rows):  # a key twice in one request is new only once
             key = (row[0], row[1])
             if key in inserted:
                 inserted.discard(key)
                 new.append(row)
-        note_latest(latest, new)
-        counts.append(len(new))
-    return counts, latest
+            elif row[6].server_timed:
+                retry.append((index, len(new), later(row)))
+                new.append(row)  # a placeholder, replaced once a free microsecond is found
+        new_rows.append(new)
+    return new_rows, retry
+
+
+def retime(new_rows: list[list[Row]], retry: list[tuple[int, int, Row]], inserted: set
+           ) -> list[tuple[int, int, Row]]:
+    """After writing the ``retry`` rows (already moved on by a microsecond): put those that
+    were stored in their place in ``new_rows``; the others move on by one more microsecond
+    and are returned, to be written again."""
+    again = []
+    for index, position, row in retry:
+        key = (row[0], row[1])
+        if key in inserted:
+            inserted.discard(key)
+            new_rows[index][position] = row
+        else:
+            again.append((index, position, later(row)))
+    return again
+
+
+def later(row: Row) -> Row:
+    """The row one microsecond later."""
+    return (row[0], row[1] + ONE_MICROSECOND, *row[2:])

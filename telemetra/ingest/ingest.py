@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import devices, sensors
-from telemetra.ingest.batches import Row
+from telemetra.ingest.batches import Origin, Row
 from telemetra.ingest.caches import CacheSizes, ForgetfulCache
 from telemetra.ingest.decode import Reading, Rejection, decode_body
 from telemetra.ingest.decode import screen as screen_readings
@@ -269,12 +269,14 @@ class Ingestor:
             readings = _leave_out(readings, refused, rejected)
         invalid_tags = await self._organization_invalid_tags(target.organization_id)
         rows: list[Row] = []
+        timed = Origin(target.device_id, target.organization_id)
+        untimed = Origin(target.device_id, target.organization_id, server_timed=True)
         for reading in readings:
             sensor = sensors_of[_handle(reading)]
             valid = is_valid_reading(reading.value, reading.tags, sensor.valid_min,
                                      sensor.valid_max, invalid_tags)
             rows.append((sensor.id, reading.ts or now, reading.value, pack(valid), reading.tags,
-                         reading.meta))
+                         reading.meta, timed if reading.ts else untimed))
         return rows
 
     async def _organization_invalid_tags(self, organization_id: int) -> frozenset[str]:

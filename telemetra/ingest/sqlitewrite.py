@@ -28,7 +28,15 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from telemetra.db.engine import configure_sqlite
 from telemetra.db.tables import sensors
 from telemetra.db.types import to_micros
-from telemetra.ingest.batches import Latest, Row, SensorGone, note_latest, to_json
+from telemetra.ingest.batches import (
+    Latest,
+    Row,
+    SensorGone,
+    later,
+    latest_columns,
+    note_latest,
+    to_json,
+)
 from telemetra.kit.errors import Invalid
 
 _INSERT = ("INSERT OR IGNORE INTO readings (sensor_id, ts, value, flags, tags, meta) "
@@ -80,9 +88,10 @@ class SqliteBatches:
         finally:
             fcntl.flock(self._waiting, fcntl.LOCK_UN)
 
-    async def write(self, requests: list[Sequence[Row]]) -> list[int]:
+    async def write(self, requests: list[Sequence[Row]]) -> list[list[Row]]:
         """Insert each request's rows and the sensors' latest values in one transaction;
-        returns how many rows of each request were new."""
+        returns the rows of each request that were new (the server-timed ones at the
+        microsecond they were stored at)."""
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._write, requests)
 
@@ -92,22 +101,31 @@ class SqliteBatches:
         self._turn.close()
         self._waiting.close()
 
-    def _write(self, requests: list[Sequence[Row]]) -> list[int]:
-        latest: Latest = {}
-        for rows in requests:
-            note_latest(latest, rows)
+    def _write(self, requests: list[Sequence[Row]]) -> list[list[Row]]:
         if self._db is None:
             self._db = sqlite3.connect(self.database, timeout=15, check_same_thread=False)
             configure_sqlite(self._db)
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            counts = [db.executemany(_INSERT, [
-                (r[0], to_micros(r[1]), r[2], r[3], to_json(r[4]), to_json(r[5])) for r in rows
-            ]).rowcount for rows in requests]
+            db.execute("SAVEPOINT batch")
+            new_rows: list[list[Row]] | list[Sequence[Row]] = requests
+            for rows in requests:
+                if db.executemany(_INSERT, [
+                    (r[0], to_micros(r[1]), r[2], r[3], to_json(r[4]), to_json(r[5]))
+                    for r in rows
+                ]).rowcount < len(rows):  # a duplicate: say which rows were new
+                    db.execute("ROLLBACK TO batch")
+                    new_rows = [_insert_one_by_one(db, rows) for rows in requests]
+                    break
+            db.execute("RELEASE batch")
+            latest: Latest = {}
+            for rows in new_rows:
+                note_latest(latest, rows)
             if latest:
+                ids, times, values = latest_columns(latest)
                 db.executemany(_LATEST, [(value, _last_ts(ts), sensor_id, _last_ts(ts))
-                                         for sensor_id, (ts, value) in latest.items()])
+                                         for sensor_id, ts, value in zip(ids, times, values)])
             db.execute("COMMIT")
         except sqlite3.IntegrityError:  # the foreign key: a sensor was deleted meanwhile
             db.rollback()
@@ -115,7 +133,7 @@ class SqliteBatches:
         except BaseException:  # anything else: the next batch starts on a fresh connection
             self._drop()
             raise
-        return counts
+        return new_rows
 
     def _drop(self) -> None:
         if self._db is not None:
@@ -124,3 +142,19 @@ class SqliteBatches:
                 db.close()  # rolls back what was not committed
             except sqlite3.Error:
                 pass
+
+
+def _insert_one_by_one(db: sqlite3.Connection, rows: Sequence[Row]) -> list[Row]:
+    """Insert ``rows`` one at a time; the new ones. A server-timed row whose key is taken is
+    never a re-send: it is stored at the next free microsecond."""
+    new = []
+    for row in rows:
+        params = [row[0], to_micros(row[1]), row[2], row[3], to_json(row[4]), to_json(row[5])]
+        while not db.execute(_INSERT, params).rowcount:
+            if not row[6].server_timed:
+                break
+            row = later(row)
+            params[1] += 1
+        else:
+            new.append(row)
+    return new

@@ -2,10 +2,14 @@
 
 Callers hand rows to ``Writer.write`` and wait; the writer takes everything queued, writes it
 in one transaction (``telemetra.ingest.pgwrite``, ``telemetra.ingest.sqlitewrite``),
-commits, and only then resolves each caller with how many of its rows were new. So a 202
-always means committed, and durability costs one commit per batch, not per request. The
-queue is bounded in rows: past the bound ``write`` raises ``Unavailable`` (503 with
-Retry-After) instead of letting memory grow.
+commits, publishes the batch's new rows (``ReadingsCommitted``, on the ``EventBus`` it was
+given), and only then resolves each caller with how many of its rows were new. So a 202
+always means committed, a reaction to readings never sees uncommitted ones, and durability
+costs one commit per batch, not per request. The queue is bounded in rows: past the bound
+``write`` raises ``Unavailable`` (503 with Retry-After) instead of letting memory grow.
+
+Each row carries its ``Origin`` (device, organization, and whether the server gave it its
+time), so one ``write`` may hold the rows of several devices (an MQTT batch does).
 """
 
 import asyncio
@@ -16,10 +20,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from telemetra.ingest.batches import Row, SensorGone, is_unavailable, refusal
+from telemetra.ingest.events import committed
 from telemetra.ingest.partitions import Partitions, month_of
 from telemetra.ingest.pgwrite import PostgresBatches
 from telemetra.ingest.sqlitewrite import SqliteBatches
 from telemetra.kit.errors import Invalid, Unavailable
+from telemetra.kit.events import EventBus
 
 log = logging.getLogger("telemetra.writer")
 
@@ -33,8 +39,9 @@ class _Pending:
 class Writer:
     def __init__(self, engine: AsyncEngine, partitions: Partitions, *,
                  max_pending_rows: int = 200_000, max_batch_rows: int = 50_000,
-                 timeout_seconds: float = 30.0) -> None:
+                 timeout_seconds: float = 30.0, events: EventBus | None = None) -> None:
         self.engine = engine
+        self.events = events
         self.partitions = partitions
         self.max_pending_rows = max_pending_rows
         self.max_batch_rows = max_batch_rows
@@ -85,7 +92,10 @@ class Writer:
                 log.debug("closing the writer's connection failed", exc_info=True)
 
     async def write(self, rows: Sequence[Row]) -> int:
-        """Store ``rows`` durably; returns how many were new (the rest were duplicates)."""
+        """Store ``rows`` durably; returns how many were new (the rest were duplicates).
+        Rows the server timed (``Origin.server_timed``) are never duplicates: one whose
+        microsecond is taken is stored at the next free one. The new rows themselves are
+        published as ``ReadingsCommitted`` before this returns."""
         if not rows:
             return 0
         if self._closing:
@@ -123,7 +133,7 @@ class Writer:
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
         try:
-            counts = await self._write(batch)
+            new_rows = await self._write(batch)
         except SensorGone:  # write each request alone, so only those naming it fail
             if len(batch) > 1:
                 for item in batch:
@@ -155,12 +165,19 @@ class Writer:
                                               loc=["body"]))
             return
         self.batches += 1
-        for item, count in zip(batch, counts):
-            self.rows_written += count
+        if self.events is not None and any(new_rows):
+            try:
+                event = committed(new_rows)
+            except Exception:  # committed all the same: the callers must not wait for a bug
+                log.exception("the event of a committed batch could not be built")
+            else:
+                self.events.publish([event])  # never raises, never blocks
+        for item, new in zip(batch, new_rows):
+            self.rows_written += len(new)
             if not item.future.done():
-                item.future.set_result(count)
+                item.future.set_result(len(new))
 
-    async def _write(self, batch: list[_Pending]) -> list[int]:
+    async def _write(self, batch: list[_Pending]) -> list[list[Row]]:
         await self.partitions.ensure({month_of(row[1]) for item in batch for row in item.rows})
         requests = [item.rows for item in batch]
         if self._sqlite is None:

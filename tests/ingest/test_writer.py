@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, text
 
 from telemetra.db.engine import create_engine
 from telemetra.db.tables import devices, organizations, sensors
+from telemetra.ingest.batches import Origin
 from telemetra.ingest.partitions import Partitions
 from telemetra.ingest.pgwrite import COPY_MIN_ROWS
 from telemetra.ingest.sqlitewrite import SqliteBatches
@@ -33,9 +34,9 @@ async def _sensor(engine, prefix: str = "tdk_writer1") -> int:
 
 
 @asynccontextmanager
-async def running_writer(database_url: str):
+async def running_writer(database_url: str, **options):
     engine = create_engine(database_url)
-    writer = Writer(engine, Partitions(engine))
+    writer = Writer(engine, Partitions(engine), **options)
     await writer.start()
     try:
         yield engine, writer
@@ -44,8 +45,11 @@ async def running_writer(database_url: str):
         await engine.dispose()
 
 
+ORIGIN = Origin(1, 1)  # the writer only carries it into its events (test_writer_events.py)
+
+
 def rows(sensor_id: int, start: int, n: int):
-    return [(sensor_id, T0 + timedelta(seconds=start + i), float(i), 0, None, None)
+    return [(sensor_id, T0 + timedelta(seconds=start + i), float(i), 0, None, None, ORIGIN)
             for i in range(n)]
 
 
@@ -154,8 +158,9 @@ def test_large_batches_keep_counts_duplicates_tags_and_latest_values(database_ur
         async with running_writer(database_url) as (engine, writer):
             sensor = await _sensor(engine)
             big = COPY_MIN_ROWS * 3
-            tagged = [(s, ts, v, f, ["suspect"] if i % 2 else None, {"n": i} if i % 3 else None)
-                      for i, (s, ts, v, f, _, _) in enumerate(rows(sensor, 0, big))]
+            tagged = [(s, ts, v, f, ["suspect"] if i % 2 else None, {"n": i} if i % 3 else None,
+                       origin)
+                      for i, (s, ts, v, f, _, _, origin) in enumerate(rows(sensor, 0, big))]
             assert await writer.write(tagged) == big
             # Half old, half new, in two concurrent requests: each gets its own new count.
             results = await asyncio.gather(writer.write(rows(sensor, big // 2, big)),
@@ -272,11 +277,11 @@ def _poisoned(backend: str, sensor_id: int, size: int) -> list:
     good = rows(sensor_id, 50_000, size)
     if backend == "postgresql":
         return {"year 9999": [(sensor_id, datetime(9999, 12, 31, tzinfo=UTC), 1.0, 0, None,
-                               None)] + good,
-                "NUL in a tag": good + [(sensor_id, T0, 1.0, 0, ["a\u0000b"], None)],
-                "600-deep meta": good[:-1] + [(*good[-1][:5], _deep(600))]}
-    return {"600-deep meta": good[:-1] + [(*good[-1][:5], _deep(600))],
-            "lone surrogate in a tag": good + [(sensor_id, T0, 1.0, 0, ["\ud800"], None)]}
+                               None, ORIGIN)] + good,
+                "NUL in a tag": good + [(sensor_id, T0, 1.0, 0, ["a\u0000b"], None, ORIGIN)],
+                "600-deep meta": good[:-1] + [(*good[-1][:5], _deep(600), ORIGIN)]}
+    return {"600-deep meta": good[:-1] + [(*good[-1][:5], _deep(600), ORIGIN)],
+            "lone surrogate in a tag": good + [(sensor_id, T0, 1.0, 0, ["\ud800"], None, ORIGIN)]}
 
 
 @pytest.mark.parametrize("size", [1, COPY_MIN_ROWS])
