@@ -172,10 +172,9 @@ def test_an_event_this_process_cannot_read_makes_its_caches_stale(database_url):
     assert "undecodable" in seen[0].reason
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # its own transport
 def test_postgresql_listener_reconnects_and_caches_are_told_to_forget(database_url,
                                                                       monkeypatch):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the listening connection is PostgreSQL's")
     monkeypatch.setattr(relay_module, "BACKOFF_SECONDS", (0.05, 0.2))
 
     async def scenario():
@@ -193,9 +192,8 @@ def test_postgresql_listener_reconnects_and_caches_are_told_to_forget(database_u
     assert run(scenario()) == [CachesStale("the events listener reconnected"), Changed(12)]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # its own transport
 def test_sqlite_rows_pruned_before_they_were_read_make_caches_stale(database_url, monkeypatch):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the table is SQLite's transport")
     monkeypatch.setattr(relay_module, "POLL_SECONDS", 3600)  # b polls only when told here
 
     async def scenario():
@@ -220,9 +218,8 @@ def test_sqlite_rows_pruned_before_they_were_read_make_caches_stale(database_url
     assert "pruned unread" in seen[0].reason and seen[1] == Changed(15)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # its own transport
 def test_sqlite_prune_keeps_recent_rows_and_the_newest(database_url):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the table is SQLite's transport")
 
     async def scenario():
         async with Process(database_url) as a:
