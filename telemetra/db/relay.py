@@ -6,7 +6,7 @@ other processes must hear of a change at once too: a rotated key or a deactivate
 refused everywhere from the moment it commits. The relay is the bus's ``stage`` hook: it
 writes a unit's events inside that unit, just before its commit, so they reach the others
 exactly when (and only if) the change does, and each process hands what others wrote to its
-own subscribers (``bus.publish(events, relay=False)``).
+own subscribers (``bus.publish(events, remote=True)``).
 
 - **PostgreSQL**: ``pg_notify`` in the transaction (PostgreSQL delivers it on commit, never on a
   rollback) and one dedicated asyncpg connection per process that LISTENs. A unit's events go
@@ -136,13 +136,13 @@ class Relay:
             self._stale(f"undecodable events from another process ({exc!r})")
             return
         self.received += len(events)
-        self.bus.publish(events, relay=False)
+        self.bus.publish(events, remote=True)
 
     def _stale(self, reason: str) -> None:
         log.warning("events from other processes may have been missed (%s); caches are "
                     "cleared", reason)
         self.stale += 1
-        self.bus.publish([CachesStale(reason)], relay=False)
+        self.bus.publish([CachesStale(reason)], remote=True)
 
     async def _open(self) -> None:
         raise NotImplementedError

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from telemetra.ingest.batches import Row, SensorGone, is_unavailable, refusal
-from telemetra.ingest.events import committed
+from telemetra.ingest.events import ReadingsCommitted, committed
 from telemetra.ingest.partitions import Partitions, month_of
 from telemetra.ingest.pgwrite import PostgresBatches
 from telemetra.ingest.sqlitewrite import SqliteBatches
@@ -165,7 +165,8 @@ class Writer:
                                               loc=["body"]))
             return
         self.batches += 1
-        if self.events is not None and any(new_rows):
+        if (self.events is not None and self.events.wants(ReadingsCommitted)
+                and any(new_rows)):
             try:
                 event = committed(new_rows)
             except Exception:  # committed all the same: the callers must not wait for a bug

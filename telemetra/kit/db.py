@@ -38,7 +38,7 @@ async def open_transaction(engine: AsyncEngine, *, write: bool,
 
 async def finish(conn: AsyncConnection, bus: EventBus | None, *, commit: bool) -> None:
     """End ``conn``'s unit of work: commit, then publish the events recorded on it; or roll
-    back and drop them. A transport between processes (``bus.stage``) writes them in the
+    back and drop them (taken off ``conn`` first, so they never outlive it either way). A transport between processes (``bus.stage``) writes them in the
     transaction just before the commit."""
     events = take_recorded(conn)
     if not commit:
@@ -71,7 +71,6 @@ async def write_transaction(engine: AsyncEngine, bus: EventBus | None = None, *,
             raise
         await finish(conn, bus, commit=True)
     finally:
-        take_recorded(conn)
         await conn.close()
 
 
@@ -81,7 +80,6 @@ async def _finish(request: Request, *, commit: bool) -> None:
         try:
             await finish(conn, getattr(request.app.state, "events", None), commit=commit)
         finally:
-            take_recorded(conn)
             await conn.close()
 
 

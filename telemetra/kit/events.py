@@ -107,7 +107,6 @@ class EventBus:
         self._inline: dict[type, list[tuple[str, Callable[[Any], None], bool]]] = {}
         self._queued: dict[type, list[_QueuedSubscriber]] = {}
         self._all_queued: list[_QueuedSubscriber] = []
-        self._relays: list[Callable[[list], None]] = []
         # Set by a transport between processes: writes a unit's events in that unit, just
         # before it commits, so other processes get them exactly when the change is visible.
         self.stage: Callable[[AsyncConnection, list], Awaitable[None]] | None = None
@@ -129,9 +128,11 @@ class EventBus:
         else:
             self._inline.setdefault(kind, []).append((name, handler, here_only))
 
-    def relay(self, send: Callable[[list], None]) -> None:
-        """Also hand every published batch to ``send`` (a transport to other processes)."""
-        self._relays.append(send)
+    def wants(self, kind: type) -> bool:
+        """Whether anything here subscribes to events of type ``kind``: a publisher may skip
+        building one nobody hears."""
+        return any(issubclass(kind, subscribed)
+                   for subscribed in (*self._inline, *self._queued))
 
     async def start(self) -> None:
         for subscriber in self._all_queued:
@@ -155,9 +156,10 @@ class EventBus:
         for subscriber in self._all_queued:
             subscriber.task = None
 
-    def publish(self, events: Iterable[Any], *, relay: bool = True) -> None:
+    def publish(self, events: Iterable[Any], *, remote: bool = False) -> None:
         """Hand committed ``events`` to their subscribers; never blocks, never raises.
-        ``relay=False`` for events that came from another process."""
+        ``remote``: the events came from another process (``here_only`` subscribers skip
+        them)."""
         events = list(events)
         if not events:
             return
@@ -165,7 +167,7 @@ class EventBus:
         for item in events:
             for kind in type(item).__mro__:
                 for name, handler, here_only in self._inline.get(kind, ()):
-                    if here_only and not relay:
+                    if here_only and remote:
                         continue
                     try:
                         handler(item)
@@ -173,7 +175,7 @@ class EventBus:
                         log.exception("event subscriber %s failed on %s", name,
                                       type(item).__name__)
                 for subscriber in self._queued.get(kind, ()):
-                    if subscriber.here_only and not relay:
+                    if subscriber.here_only and remote:
                         continue
                     try:
                         subscriber.queue.put_nowait(item)
@@ -181,12 +183,6 @@ class EventBus:
                         self.dropped[subscriber.name] += 1
                         log.warning("event subscriber %s is behind; %s dropped",
                                     subscriber.name, type(item).__name__)
-        if relay:
-            for send in self._relays:
-                try:
-                    send(events)
-                except Exception:
-                    log.exception("relaying %d events to other processes failed", len(events))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

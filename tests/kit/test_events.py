@@ -76,6 +76,6 @@ def test_a_here_only_subscriber_hears_this_processs_changes_not_relayed_ones():
     bus.subscribe(ThingChanged, everywhere.append)
     bus.subscribe(ThingChanged, here.append, here_only=True)
     bus.publish([ThingChanged(5)])
-    bus.publish([ThingChanged(6)], relay=False)  # as a transport hands on another's event
+    bus.publish([ThingChanged(6)], remote=True)  # as a transport hands on another's event
     assert everywhere == [ThingChanged(5), ThingChanged(6)]
     assert here == [ThingChanged(5)]
