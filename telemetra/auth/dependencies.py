@@ -37,18 +37,26 @@ async def _check_key(conn, key: str) -> AuthDevice | None:
     return AuthDevice(id=row.id, organization_id=row.organization_id, status=row.status)
 
 
-async def _device_from_key(request: Request, conn, key: str) -> AuthDevice:
-    cache = request.app.state.device_keys
+async def _known_device(cache, key: str, read) -> AuthDevice | None:
+    """The device of a key: from the cache, else ``read()`` from the database and cached
+    (unless inactive). The cache's generation is taken before the read: see DeviceKeyCache."""
     cached = cache.get(key)
     if cached is not None:
         return cached
-    generation = cache.generation()  # taken before the read: see DeviceKeyCache
-    device = await _check_key(conn, key)
+    generation = cache.generation()
+    device = await read()
+    if device is not None and device.status != "inactive":
+        cache.put(key, device, generation)
+    return device
+
+
+async def _device_from_key(request: Request, conn, key: str) -> AuthDevice:
+    device = await _known_device(request.app.state.device_keys, key,
+                                 lambda: _check_key(conn, key))
     if device is None:
         raise Unauthorized("invalid device key")
     if device.status == "inactive":
         raise Forbidden("this device is inactive; a user must reactivate it")
-    cache.put(key, device, generation)
     return device
 
 
@@ -56,16 +64,13 @@ async def verified_device(engine, cache, key: str) -> AuthDevice | None:
     """A device key as the ingest fast path needs it: the device, from the cache or verified
     on a short connection of its own (and then cached); None when the key does not verify or
     the device is inactive, and the normal route answers why."""
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    generation = cache.generation()
-    async with engine.connect() as conn:
-        device = await _check_key(conn, key)
-    if device is None or device.status == "inactive":
-        return None
-    cache.put(key, device, generation)
-    return device
+
+    async def read() -> AuthDevice | None:
+        async with engine.connect() as conn:
+            return await _check_key(conn, key)
+
+    device = await _known_device(cache, key, read)
+    return device if device is not None and device.status != "inactive" else None
 
 
 async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
