@@ -191,6 +191,11 @@ class Ingestor:
         """Drop what is cached about an organization (its invalid tags changed)."""
         self._invalid_tags.forget(organization_id)
 
+    def forget_everything(self) -> None:
+        """Drop every cached device, sensor and organization (events may have been missed)."""
+        for cache in (self._sensors, self._invalid_tags, self._devices):
+            cache.clear()
+
     @property
     def cached_sensors(self) -> int:
         """How many sensors the sensor cache holds (at most ``TELEMETRA_SENSOR_CACHE_SIZE``)."""
@@ -217,11 +222,6 @@ class Ingestor:
         (422) for one none of whose readings can be stored."""
         prepared = await self.prepare(target, body, source)
         return prepared.answer(await self.commit([prepared]))
-
-    def forget_everything(self) -> None:
-        """Drop every cached device, sensor and organization (events may have been missed)."""
-        for cache in (self._sensors, self._invalid_tags, self._devices):
-            cache.clear()
 
     async def prepare(self, target: Target, body: Any, source: Source = DEVICE, *,
                       now: datetime | None = None) -> Prepared:
