@@ -33,3 +33,18 @@ class DeviceKeyIssued:
     organization_id: int
     key: str = field(repr=False)
     active: bool = True
+
+
+@event("device.status_changed")
+@dataclass(frozen=True, slots=True)
+class DeviceStatusChanged:
+    """A device went offline (unseen past its ``offline_after_seconds``) or online again.
+    Recorded by the process whose update made the transition (so once, whatever the number of
+    processes); ``last_seen`` is ISO 8601 UTC or None."""
+
+    device_id: int
+    organization_id: int
+    name: str
+    online: bool
+    status: str
+    last_seen: str | None

@@ -112,6 +112,7 @@ class EventBus:
         self.stage: Callable[[AsyncConnection, list], Awaitable[None]] | None = None
         self.published = 0
         self.dropped: Counter[str] = Counter()
+        self._interest: dict[type, frozenset[int]] = {}
 
     def subscribe(self, kind: type, handler: Handler, *, name: str | None = None,
                   queue_size: int = 10_000, here_only: bool = False) -> None:
@@ -133,6 +134,18 @@ class EventBus:
         building one nobody hears."""
         return any(issubclass(kind, subscribed)
                    for subscribed in (*self._inline, *self._queued))
+
+    def set_interest(self, kind: type, organization_ids: Iterable[int]) -> None:
+        """The organizations for which this process wants events of type ``kind`` that other
+        processes publish outside a unit of work (the writer's ``ReadingsCommitted``): a
+        transport between processes sends them here only for those (live sockets held here
+        set it as their subscriptions change). Events recorded in a unit of work reach every
+        process whatever this says."""
+        self._interest[kind] = frozenset(organization_ids)
+
+    def interest(self, kind: type) -> frozenset[int]:
+        """What ``set_interest`` last said for ``kind`` (nothing, at first)."""
+        return self._interest.get(kind, frozenset())
 
     async def start(self) -> None:
         for subscriber in self._all_queued:

@@ -1,0 +1,1 @@
+"""Alert rules watching readings and devices, their alerts, and the webhooks they send."""
