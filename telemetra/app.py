@@ -4,12 +4,17 @@ import gc
 import logging
 import time
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from telemetra import __version__
 from telemetra.admin.endpoints import router as admin_router
+from telemetra.alerts.crypto import SecretBox
+from telemetra.alerts.endpoints import alerts_router, rules_router
+from telemetra.alerts.evaluation import Evaluator
+from telemetra.alerts.webhooks import WebhookSender
 from telemetra.analytics.endpoints import router as analytics_router
 from telemetra.auth import service as auth_service
 from telemetra.auth.devicekeys import DeviceKeyCache
@@ -22,6 +27,7 @@ from telemetra.db.migrate import upgrade
 from telemetra.db.relay import CachesStale, relay_for
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.devices.events import DeviceChanged
+from telemetra.devices.status import report_transitions
 from telemetra.groups.endpoints import router as groups_router
 from telemetra.ingest.endpoints import ingest_router
 from telemetra.ingest.fastpath import DeviceIngestFastPath
@@ -53,13 +59,14 @@ log = logging.getLogger("telemetra")
 
 API_PREFIX = "/api/v1"
 COMMAND_EXPIRY_SECONDS = 5.0
+REACTION_SECONDS = 1.0  # device status, due for_seconds alerts, webhook deliveries
 
 
 # Ingestion first: routes are matched in order, and it is the hot path.
 FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_router,
                    devices_router, commands_router, sensors_router, groups_router,
-                   readings_router, connectors_router, analytics_router, admin_router,
-                   system_router)
+                   readings_router, connectors_router, analytics_router, rules_router,
+                   alerts_router, admin_router, system_router)
 
 
 async def expire_commands(engine, events: EventBus) -> None:
@@ -112,6 +119,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.device_keys = DeviceKeyCache(settings.device_key_cache_size,
                                                    settings.device_key_cache_seconds)
             keep_caches_true(events, app.state.device_keys, app.state.ingestor)
+            evaluator = Evaluator(engine, events, timedelta(hours=settings.webhook_retry_hours))
+            evaluator.subscribe()
+            app.state.evaluator = evaluator
+            webhooks = WebhookSender(engine, events, app.state.secret_box,
+                                     timeout=settings.webhook_timeout_seconds)
+            await webhooks.start()
+            app.state.webhooks = webhooks
             app.state.partitions = partitions
             mqtt = (MqttBridge(settings, engine, app.state.ingestor, events)
                     if settings.mqtt_url else None)
@@ -126,6 +140,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        lambda: expire_commands(engine, events))
             if relay is not None:
                 jobs.every(settings.maintenance_seconds, "relayed events", relay.prune)
+            jobs.every(REACTION_SECONDS, "device status", lambda: report_transitions(engine,
+                                                                                     events))
+            jobs.every(REACTION_SECONDS, "alerts due", evaluator.promote_due)
+            jobs.every(REACTION_SECONDS, "webhooks", webhooks.run_once)
             await events.start()
             if mqtt is not None:
                 await mqtt.start()
@@ -142,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await jobs.stop()
                 await writer.stop()
                 await events.stop()
+                await webhooks.stop()
         finally:
             if relay is not None:
                 await relay.stop()
@@ -155,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.secret_box = SecretBox(settings.secret_key)
     install_problem_handlers(app)
     app.include_router(health_router)
     for feature in FEATURE_ROUTERS:

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     device_key_cache_seconds: float = Field(default=3600, gt=0)
     # MQTT keep-alive: the broker drops the platform's connection after 1.5 times this silent.
     mqtt_keepalive_seconds: int = Field(default=30, ge=2, le=3600)
+    # Webhooks (API.md, Alerts): a delivery is retried with back-off for this long, and each
+    # attempt waits this long at most for the receiver's answer.
+    webhook_retry_hours: float = Field(default=24, gt=0, le=24 * 30)
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=120)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

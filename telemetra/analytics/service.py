@@ -3,6 +3,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from telemetra.alerts.service import count_active
 from telemetra.db.tables import devices, readings, sensors
 from telemetra.kit.timeutil import utcnow
 from telemetra.readings.aggregate import aggregate
@@ -23,7 +24,7 @@ async def summary(conn: AsyncConnection, organization_id: int) -> dict:
         "readings_today": await conn.scalar(select(func.count()).select_from(readings).where(
             readings.c.sensor_id.in_(org_sensors),
             readings.c.ts >= now.replace(hour=0, minute=0, second=0, microsecond=0))),
-        "active_alerts": 0,  # alert rules arrive with the alerts issue
+        "active_alerts": await count_active(conn, organization_id),
     }
 
 

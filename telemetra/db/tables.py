@@ -143,6 +143,10 @@ devices = Table(
     Column("offline_after_seconds", Integer, nullable=False, server_default="300"),
     # last_seen + offline_after_seconds, kept so "online" is a plain indexed comparison.
     Column("online_until", UTCDateTime, nullable=True, index=True),
+    # What the device status job last reported (telemetra.devices.status): a transition is
+    # reported by whoever flips this, so once, whatever the number of processes.
+    Column("reported_online", Boolean, nullable=False, server_default=false()),
+    Index("ix_devices_reported_online_until", "reported_online", "online_until"),
     *_timestamps(),
     **NEVER_REUSE_IDS,
 )
@@ -272,5 +276,106 @@ relayed_events = Table(
     Column("origin", String(32), nullable=False),  # the writing process (it skips its own)
     Column("messages", Text, nullable=False),  # JSON list of kit.events.to_message
     Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    **NEVER_REUSE_IDS,
+)
+
+# Alert rules (API.md, Alerts): at most one of device_id, site_id, group_id names the scope;
+# none means the whole organization. ``webhook_secret`` is encrypted (telemetra.alerts.crypto),
+# never plain; ``webhook_enabled`` turns false when the receiver answers 410 Gone.
+alert_rules = Table(
+    "alert_rules", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("name", String(200), nullable=False),
+    Column("key", String(100), nullable=True),  # none for ``offline``
+    Column("condition", String(16), nullable=False),
+    Column("threshold", Float(precision=53), nullable=True),
+    Column("threshold_high", Float(precision=53), nullable=True),
+    Column("for_seconds", Integer, nullable=False, server_default="0"),
+    Column("severity", String(16), nullable=False, server_default="warning"),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=True,
+           index=True),
+    Column("site_id", Integer, ForeignKey("sites.id", ondelete="CASCADE"), nullable=True),
+    Column("group_id", Integer, ForeignKey("groups.id", ondelete="CASCADE"), nullable=True),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("webhook_url", Text, nullable=True),
+    Column("webhook_secret", Text, nullable=True),
+    Column("webhook_enabled", Boolean, nullable=False, server_default=true()),
+    *_timestamps(),
+    **NEVER_REUSE_IDS,
+)
+
+# Alerts. ``episode`` names what the alert is about within its rule: ``s<sensor_id>`` (a
+# reading condition) or ``d<device_id>`` (``offline``). The partial unique index is what keeps
+# one open alert per rule and episode, whatever the number of processes (migration 0007).
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("episode", String(24), nullable=False),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("sensor_id", Integer, ForeignKey("sensors.id", ondelete="CASCADE"), nullable=True),
+    Column("key", String(100), nullable=True),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False, server_default="active"),
+    Column("value", Float(precision=53), nullable=True),
+    Column("threshold", Float(precision=53), nullable=True),
+    Column("reading_ts", ReadingTime, nullable=True),  # the triggering reading's time
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("acknowledged_by", String(150), nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("resolved_by", String(150), nullable=True),
+    Index("ix_alerts_open_episode", "rule_id", "episode", unique=True,
+          postgresql_where=Column("resolved_at").is_(None),
+          sqlite_where=Column("resolved_at").is_(None)),
+    Index("ix_alerts_organization_state", "organization_id", "state"),
+    **NEVER_REUSE_IDS,
+)
+
+# A condition that holds but not yet for the rule's ``for_seconds``: the alert opens at
+# ``due_at`` unless a reading clears it first (telemetra.alerts.evaluation). One row per rule
+# and episode; whoever deletes the due row opens the alert, so it opens once.
+alert_pending = Table(
+    "alert_pending", metadata,
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("episode", String(24), primary_key=True),
+    Column("organization_id", Integer, ForeignKey("organizations.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("sensor_id", Integer, ForeignKey("sensors.id", ondelete="CASCADE"), nullable=True),
+    Column("value", Float(precision=53), nullable=True),
+    Column("reading_ts", ReadingTime, nullable=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False, index=True),
+)
+
+# The webhook outbox: written in the alert change's transaction, sent by the delivery job
+# (telemetra.alerts.webhooks) under a lease (``lease_until``), so one process sends each.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("delivery_id", String(64), nullable=False, unique=True),
+    Column("event", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("alert", JSONType, nullable=False),  # the alert as it was at the change
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
     **NEVER_REUSE_IDS,
 )

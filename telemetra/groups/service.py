@@ -5,7 +5,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.db.tables import devices, group_members, groups
 from telemetra.devices.service import device_out, get_device
+from telemetra.groups.events import GroupMembersChanged
 from telemetra.groups.schemas import GroupCreate, GroupUpdate
+from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_name_free, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
@@ -61,6 +63,7 @@ async def delete_group(conn: AsyncConnection, organization_id: int, group_id: in
     """Delete a group; its devices stay."""
     await get_scoped(conn, groups, group_id, organization_id, "group")
     await conn.execute(delete(groups).where(groups.c.id == group_id))
+    record(conn, GroupMembersChanged(organization_id, group_id))
 
 
 async def add_member(conn: AsyncConnection, organization_id: int, group_id: int,
@@ -73,6 +76,7 @@ async def add_member(conn: AsyncConnection, organization_id: int, group_id: int,
     if exists is None:
         await conn.execute(insert(group_members).values(group_id=group_id, device_id=device_id,
                                                         created_at=utcnow()))
+        record(conn, GroupMembersChanged(organization_id, group_id))
 
 
 async def remove_member(conn: AsyncConnection, organization_id: int, group_id: int,
@@ -81,3 +85,4 @@ async def remove_member(conn: AsyncConnection, organization_id: int, group_id: i
     await get_device(conn, organization_id, device_id)
     await conn.execute(delete(group_members).where(group_members.c.group_id == group_id,
                                                    group_members.c.device_id == device_id))
+    record(conn, GroupMembersChanged(organization_id, group_id))
