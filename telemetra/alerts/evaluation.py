@@ -23,7 +23,8 @@ from telemetra.alerts import service
 from telemetra.alerts.conditions import DeviceInfo, Rule, breaches, may_change
 from telemetra.alerts.events import AlertRuleChanged, EpisodeChanged
 from telemetra.db.relay import CachesStale
-from telemetra.db.tables import alert_pending, alert_rules, alerts, devices, group_members, sensors
+from telemetra.db.tables import alert_pending, alert_rules, alerts, devices, group_members
+from telemetra.db.tables import sensors as sensors_table
 from telemetra.db.types import from_micros
 from telemetra.devices.events import DeviceChanged, DeviceStatusChanged
 from telemetra.groups.events import GroupMembersChanged
@@ -90,44 +91,57 @@ class Evaluator:
         else:
             self._episodes[key] = changed.state
 
-    def _needs_load(self, organization_ids, sensor_ids) -> bool:
-        if self._episodes is None or any(o not in self._rules for o in organization_ids):
-            return True
-        for sensor_id in sensor_ids:
-            known = self._sensors.get(sensor_id)
-            if known is None or known[0] not in self._devices:
-                return True
-        return False
+    async def _view(self, organization_ids, sensor_ids) -> tuple[dict, dict, dict]:
+        """The rules, sensors and devices a batch needs, from memory or read: held for the
+        batch, so an event dropping a cache entry meanwhile cannot make it skip rows."""
+        rules = {o: self._rules[o] for o in organization_ids if o in self._rules}
+        known = {s: self._sensors.get(s) for s in sensor_ids}
+        sensors = {s: v for s, v in known.items() if v is not None}
+        devices = {d: self._devices.get(d) for d in {v[0] for v in sensors.values()}}
+        if (self._episodes is None or len(rules) < len(organization_ids)
+                or len(sensors) < len(known) or None in devices.values()):
+            async with self.engine.connect() as conn:
+                await self._load_episodes(conn)
+                rules.update(await self._load_rules(conn, [o for o in organization_ids
+                                                           if o not in rules]))
+                missing = [s for s in known if s not in sensors]
+                if missing:
+                    for row in await conn.execute(select(
+                            sensors_table.c.id, sensors_table.c.device_id, sensors_table.c.key)
+                            .where(sensors_table.c.id.in_(missing))):
+                        sensors[row.id] = self._sensors[row.id] = (row.device_id, row.key)
+                devices = await self._load_devices(conn, {v[0] for v in sensors.values()})
+        return rules, sensors, devices
 
-    async def _load(self, conn: AsyncConnection, organization_ids, sensor_ids) -> None:
-        if self._episodes is None:
-            episodes = {(r.rule_id, r.episode): "open" for r in await conn.execute(
-                select(alerts.c.rule_id, alerts.c.episode).where(alerts.c.resolved_at.is_(None)))}
-            episodes.update({(r.rule_id, r.episode): "pending" for r in await conn.execute(
-                select(alert_pending.c.rule_id, alert_pending.c.episode))})
-            self._episodes = episodes
-        missing = [o for o in organization_ids if o not in self._rules]
-        if missing:
-            by_org: dict[int, dict] = {o: defaultdict(list) for o in missing}
-            for row in (await conn.execute(select(alert_rules).where(
-                    alert_rules.c.organization_id.in_(missing), alert_rules.c.enabled))
-                    ).mappings():
-                rule = Rule.from_row(row)
-                by_org[rule.organization_id][None if rule.condition == OFFLINE
-                                             else rule.key].append(rule)
-            self._rules.update({o: dict(rules) for o, rules in by_org.items()})
-        unknown = [s for s in sensor_ids if s not in self._sensors]
-        if unknown:
-            for row in await conn.execute(select(sensors.c.id, sensors.c.device_id,
-                                                 sensors.c.key).where(sensors.c.id.in_(unknown))):
-                self._sensors[row.id] = (row.device_id, row.key)
-        device_ids = {self._sensors[s][0] for s in sensor_ids if s in self._sensors}
-        await self._load_devices(conn, device_ids)
+    async def _load_episodes(self, conn: AsyncConnection) -> dict:
+        if self._episodes is not None:
+            return self._episodes
+        episodes = {(r.rule_id, r.episode): "open" for r in await conn.execute(
+            select(alerts.c.rule_id, alerts.c.episode).where(alerts.c.resolved_at.is_(None)))}
+        episodes.update({(r.rule_id, r.episode): "pending" for r in await conn.execute(
+            select(alert_pending.c.rule_id, alert_pending.c.episode))})
+        self._episodes = episodes
+        return episodes
 
-    async def _load_devices(self, conn: AsyncConnection, device_ids) -> None:
-        unknown = [d for d in device_ids if d not in self._devices]
+    async def _load_rules(self, conn: AsyncConnection, organization_ids) -> dict:
+        if not organization_ids:
+            return {}
+        by_org: dict[int, dict] = {o: defaultdict(list) for o in organization_ids}
+        for row in (await conn.execute(select(alert_rules).where(
+                alert_rules.c.organization_id.in_(organization_ids), alert_rules.c.enabled))
+                ).mappings():
+            rule = Rule.from_row(row)
+            by_org[rule.organization_id][None if rule.condition == OFFLINE
+                                         else rule.key].append(rule)
+        loaded = {o: dict(rules) for o, rules in by_org.items()}
+        self._rules.update(loaded)
+        return loaded
+
+    async def _load_devices(self, conn: AsyncConnection, device_ids) -> dict:
+        view = {d: self._devices.get(d) for d in device_ids}
+        unknown = [d for d, info in view.items() if info is None]
         if not unknown:
-            return
+            return view
         groups = defaultdict(set)
         for row in await conn.execute(select(group_members.c.device_id, group_members.c.group_id)
                                       .where(group_members.c.device_id.in_(unknown))):
@@ -135,8 +149,9 @@ class Evaluator:
         for row in await conn.execute(select(devices.c.id, devices.c.organization_id,
                                              devices.c.status, devices.c.site_id)
                                       .where(devices.c.id.in_(unknown))):
-            self._devices[row.id] = DeviceInfo(row.id, row.organization_id, row.status,
-                                               row.site_id, frozenset(groups[row.id]))
+            view[row.id] = self._devices[row.id] = DeviceInfo(
+                row.id, row.organization_id, row.status, row.site_id, frozenset(groups[row.id]))
+        return view
 
     async def on_readings(self, batch: ReadingsCommitted) -> None:
         """Evaluate a committed batch's new rows (the process that wrote it does)."""
@@ -151,25 +166,26 @@ class Evaluator:
                 by_sensor[sensor_id].append((ts, value))
         if not by_sensor:
             return
-        if self._needs_load(organization_ids, by_sensor):
+        rules, sensors, devices_ = await self._view(organization_ids, list(by_sensor))
+        episodes = self._episodes
+        if episodes is None:  # forgotten meanwhile (CachesStale): read again
             async with self.engine.connect() as conn:
-                await self._load(conn, organization_ids, list(by_sensor))
+                episodes = await self._load_episodes(conn)
         actions = []
         for sensor_id, items in by_sensor.items():
-            actions.extend(self._evaluate_sensor(sensor_id, items))
+            known = sensors.get(sensor_id)
+            device = known and devices_.get(known[0])
+            if device is None or device.status == MAINTENANCE:
+                continue
+            by_key = rules.get(device.organization_id, {}).get(known[1])
+            if by_key:
+                actions.extend(self._evaluate_sensor(episodes, sensor_id, device, by_key,
+                                                     items))
         if actions:
             await self._apply(actions)
 
-    def _evaluate_sensor(self, sensor_id: int, items: list) -> list:
-        known = self._sensors.get(sensor_id)
-        if known is None:
-            return []
-        device = self._devices.get(known[0])
-        if device is None or device.status == MAINTENANCE:
-            return []
-        rules = self._rules.get(device.organization_id, {}).get(known[1])
-        if not rules:
-            return []
+    def _evaluate_sensor(self, episodes: dict, sensor_id: int, device: DeviceInfo,
+                         rules: list[Rule], items: list) -> list:
         values = [value for _, value in items]
         low, high = min(values), max(values)
         items.sort()
@@ -178,7 +194,7 @@ class Evaluator:
         for rule in rules:
             if not rule.covers(device):
                 continue
-            state = self._episodes.get((rule.id, episode), "clear")
+            state = episodes.get((rule.id, episode), "clear")
             if not may_change(rule, state != "clear", low, high):
                 continue
             for ts, value in items:
@@ -189,14 +205,15 @@ class Evaluator:
                 elif not holds and state != "clear":
                     actions.append(("clear", rule, episode, device.id, sensor_id, value, ts))
                     state = "clear"
-            self._set_episode(rule.id, episode, state)
+            self._set_episode(episodes, rule.id, episode, state)
         return actions
 
-    def _set_episode(self, rule_id: int, episode: str, state: str) -> None:
+    @staticmethod
+    def _set_episode(episodes: dict, rule_id: int, episode: str, state: str) -> None:
         if state == "clear":
-            self._episodes.pop((rule_id, episode), None)
+            episodes.pop((rule_id, episode), None)
         else:
-            self._episodes[(rule_id, episode)] = state
+            episodes[(rule_id, episode)] = state
 
     async def _apply(self, actions: list) -> None:
         try:
@@ -234,10 +251,13 @@ class Evaluator:
         """``offline`` rules: a device going offline opens (or starts waiting out
         ``for_seconds``), coming back online resolves."""
         async with self.engine.connect() as conn:
-            await self._load(conn, [changed.organization_id], [])
-            await self._load_devices(conn, [changed.device_id])
-        device = self._devices.get(changed.device_id)
-        rules = self._rules.get(changed.organization_id, {}).get(None, ())
+            episodes = await self._load_episodes(conn)
+            org_rules = self._rules.get(changed.organization_id)
+            if org_rules is None:
+                org_rules = (await self._load_rules(conn, [changed.organization_id])
+                             )[changed.organization_id]
+            device = (await self._load_devices(conn, [changed.device_id])).get(changed.device_id)
+        rules = org_rules.get(None, ())
         if device is None or not rules:
             return
         episode = f"d{changed.device_id}"
@@ -252,7 +272,7 @@ class Evaluator:
             else:
                 continue
             actions.append((state, rule, episode, device.id, None, None, None))
-            self._set_episode(rule.id, episode, state)
+            self._set_episode(episodes, rule.id, episode, state)
         if actions:
             await self._apply(actions)
 

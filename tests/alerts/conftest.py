@@ -1,8 +1,17 @@
 """Helpers for the alert tests: waiting for what the reactions do after commit."""
 
+import hashlib
+import hmac
+import json
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
+
+from tests.conftest import make_settings
 
 
 def eventually(probe: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
@@ -15,3 +24,71 @@ def eventually(probe: Callable[[], Any], timeout: float = 15.0, interval: float 
         time.sleep(interval)
         value = probe()
     return value
+
+
+
+@pytest.fixture
+def settings(database_url):
+    """Tenant sign-up, so a test can make a second organization and check isolation."""
+    return make_settings(database_url, signup_mode="tenant")
+
+
+class Receiver:
+    """A real HTTP server on a free port that records webhook deliveries and answers each
+    with the next status of ``statuses`` (then 200)."""
+
+    def __init__(self, statuses=(), port: int = 0) -> None:
+        self.statuses = list(statuses)
+        self.received: list[dict] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.received.append({"headers": dict(self.headers), "body": body,
+                                              "status": status})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def delivered(self) -> list[dict]:
+        """The requests answered with a 2xx."""
+        with self.lock:
+            return [r for r in self.received if 200 <= r["status"] < 300]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made: list[Receiver] = []
+
+    def make(statuses=(), port: int = 0) -> Receiver:
+        made.append(Receiver(statuses, port))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+def verify(secret: str, request: dict) -> dict:
+    """The body of a delivery whose signature checks out (as a receiver would check it)."""
+    sent = request["headers"]["X-Telemetra-Signature"]
+    expected = "sha256=" + hmac.new(secret.encode(), request["body"], hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(sent, expected)
+    return json.loads(request["body"])
