@@ -143,6 +143,16 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("DELETE", "/readings/{reading_id}"): Rule(ADMIN),
     ("PUT", "/readings/{reading_id}/validate"): Rule(ADMIN),
     ("PUT", "/readings/{reading_id}/archive"): Rule(ADMIN),
+    # alert rules: viewers read, admins manage; alerts: members acknowledge and resolve
+    ("GET", "/alert-rules"): Rule(VIEWER),
+    ("POST", "/alert-rules"): Rule(ADMIN),
+    ("GET", "/alert-rules/{rule_id}"): Rule(VIEWER),
+    ("PATCH", "/alert-rules/{rule_id}"): Rule(ADMIN),
+    ("DELETE", "/alert-rules/{rule_id}"): Rule(ADMIN),
+    ("GET", "/alerts"): Rule(VIEWER),
+    ("GET", "/alerts/{alert_id}"): Rule(VIEWER),
+    ("POST", "/alerts/{alert_id}/acknowledge"): Rule(MEMBER),
+    ("POST", "/alerts/{alert_id}/resolve"): Rule(MEMBER),
     # analytics
     ("GET", "/analytics/summary"): Rule(VIEWER),
     ("GET", "/analytics/trends"): Rule(VIEWER),
@@ -359,6 +369,31 @@ def _new_user(world: World, org: Org) -> int:
         "username": unique("target"), "password": PASSWORD, "role": "member"}))["id"]
 
 
+def _rule_body() -> dict:
+    # Organization-wide, so a body reference added by a case is the rule's only scope.
+    return {"name": unique("rule"), "key": unique("hot"), "condition": "gt", "threshold": 0}
+
+
+def _new_rule(world: World, org: Org) -> int:
+    return _created(world.api.post("/alert-rules", org.owner, json=_rule_body()))["id"]
+
+
+def _new_alert(world: World, org: Org) -> int:
+    """An active alert: a rule of its own key, fired by one reading of the shared device."""
+    body = _rule_body()
+    rule_id = _created(world.api.post("/alert-rules", org.owner, json=body))["id"]
+    sent = world.api.post(f"/devices/{org.shared['device_id']}/readings", org.owner,
+                          json={body["key"]: 1})
+    assert sent.status_code == 202, sent.text
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # evaluation follows the commit
+        items = world.api.get("/alerts", org.owner, params={"rule_id": rule_id}).json()["items"]
+        if items:
+            return items[0]["id"]
+        time.sleep(0.05)
+    pytest.fail("the alert did not fire")
+
+
 def _the_organization(world: World, org: Org) -> int:
     return org.id
 
@@ -410,6 +445,8 @@ FACTORIES: dict[str, Callable[[World, Org], object]] = {
     "organization_id": _the_organization,
     "reading_id": _new_reading,
     "command_id": _new_command,
+    "rule_id": _new_rule,
+    "alert_id": _new_alert,
 }
 WITNESSES: dict[str, list[str]] = {
     "site_id": ["/sites/{id}", "/sites/{id}/statistics"],
@@ -423,6 +460,8 @@ WITNESSES: dict[str, list[str]] = {
     "organization_id": ["/organizations/me"],
     "reading_id": ["/readings/{id}"],
     "command_id": ["/devices/{id.device_id}/commands/{id}"],
+    "rule_id": ["/alert-rules/{id}"],
+    "alert_id": ["/alerts/{id}"],
 }
 
 
@@ -567,6 +606,8 @@ BODIES: dict[tuple[str, str], Callable[[Ctx], object]] = {
     ("POST", "/readings/import"): lambda ctx: Raw(
         f"key,ts,value\ntemperature,{_READINGS_BEFORE - next(_reading_seconds)},1.5\n".encode(),
         "text/csv"),
+    ("POST", "/alert-rules"): lambda ctx: _rule_body(),
+    ("PATCH", "/alert-rules/{rule_id}"): lambda ctx: {"threshold": 5, "severity": "critical"},
     ("PUT", "/admin/devices/{device_id}/status"): lambda ctx: {"status": "maintenance"},
     ("PUT", "/admin/organizations/{organization_id}/plan"): lambda ctx: {"plan": "team"},
 }
@@ -609,6 +650,8 @@ def _populate(world: World, org: Org) -> None:
                               org.owner)
     assert response.status_code == 204, response.text
     org.shared["connector_id"] = _new_connector(world, org)
+    org.shared["rule_id"] = _new_rule(world, org)
+    org.shared["alert_id"] = _new_alert(world, org)
     org.shared["user_id"] = _new_user(world, org)
     org.shared["organization_id"] = org.id
     logged = world.api.post(f"/devices/{device['id']}/logs", org.owner,
