@@ -158,29 +158,36 @@ class Evaluator:
         organization_ids = set(batch.organization_ids)
         if all(self._rules.get(o) == {} for o in organization_ids):
             return  # the usual case: no rule in these organizations
-        by_sensor: dict[int, list] = defaultdict(list)
-        for sensor_id, organization_id, ts, value, valid in zip(
-                batch.sensor_ids, batch.organization_ids, batch.ts, batch.values, batch.valid):
-            # Invalid readings (outside their valid range, tagged suspect...) never fire.
-            if valid and self._rules.get(organization_id) != {}:
-                by_sensor[sensor_id].append((ts, value))
-        if not by_sensor:
-            return
-        rules, sensors, devices_ = await self._view(organization_ids, list(by_sensor))
-        episodes = self._episodes
-        if episodes is None:  # forgotten meanwhile (CachesStale): read again
-            async with self.engine.connect() as conn:
-                episodes = await self._load_episodes(conn)
-        actions = []
-        for sensor_id, items in by_sensor.items():
+        # The batch's sensors first (in C): rows are read only for sensors a rule watches.
+        candidates = [sensor_id for sensor_id, organization_id
+                      in dict.fromkeys(zip(batch.sensor_ids, batch.organization_ids))
+                      if self._rules.get(organization_id) != {}]
+        rules, sensors, devices_ = await self._view(organization_ids, candidates)
+        watched = {}
+        for sensor_id in candidates:
             known = sensors.get(sensor_id)
             device = known and devices_.get(known[0])
             if device is None or device.status == MAINTENANCE:
                 continue
             by_key = rules.get(device.organization_id, {}).get(known[1])
             if by_key:
-                actions.extend(self._evaluate_sensor(episodes, sensor_id, device, by_key,
-                                                     items))
+                watched[sensor_id] = (device, by_key)
+        if not watched:
+            return
+        by_sensor: dict[int, list] = defaultdict(list)
+        for sensor_id, ts, value, valid in zip(batch.sensor_ids, batch.ts, batch.values,
+                                               batch.valid):
+            # Invalid readings (outside their valid range, tagged suspect...) never fire.
+            if valid and sensor_id in watched:
+                by_sensor[sensor_id].append((ts, value))
+        episodes = self._episodes
+        if episodes is None:  # forgotten meanwhile (CachesStale): read again
+            async with self.engine.connect() as conn:
+                episodes = await self._load_episodes(conn)
+        actions = []
+        for sensor_id, items in by_sensor.items():
+            device, by_key = watched[sensor_id]
+            actions.extend(self._evaluate_sensor(episodes, sensor_id, device, by_key, items))
         if actions:
             await self._apply(actions)
 
