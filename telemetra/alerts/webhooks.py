@@ -2,7 +2,8 @@
 
 Every second each process claims due deliveries under a lease in the database (a conditional
 UPDATE: a row leased by one process is not due for another), POSTs them signed, and records
-the outcome: a 2xx ends a delivery, a 410 Gone disables the rule's webhook, anything else is
+the outcome (an alert's changes in order: one waits while an earlier one of the same alert is
+pending): a 2xx ends a delivery, a 410 Gone disables the rule's webhook, anything else is
 retried with exponential back-off (1 s, 2 s, 4 s, ... at most an hour apart) until the
 delivery is ``TELEMETRA_WEBHOOK_RETRY_HOURS`` old. A process killed mid-delivery leaves its
 lease to expire, and another (or its restart) sends it again, with the same
@@ -46,10 +47,17 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(2.0 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
 
 
+_earlier = webhook_deliveries.alias("earlier")
+
+
 def _due(now):
     d = webhook_deliveries.c
+    # An alert's changes go out in order: none while an earlier one of it is pending.
+    waiting = (select(_earlier.c.id).where(_earlier.c.alert_id == d.alert_id,
+                                           _earlier.c.id < d.id,
+                                           _earlier.c.state == "pending").exists())
     return and_(d.state == "pending", d.next_attempt_at <= now,
-                or_(d.lease_until.is_(None), d.lease_until < now))
+                or_(d.lease_until.is_(None), d.lease_until < now), ~waiting)
 
 
 class WebhookSender:
