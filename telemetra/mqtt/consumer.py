@@ -21,7 +21,14 @@ from telemetra.auth.principals import AuthDevice
 from telemetra.commands import service as commands
 from telemetra.devices import service as devices
 from telemetra.devices.schemas import Heartbeat, LogCreate, LogLevel
-from telemetra.ingest.ingest import DEVICE, DeviceInfo, Ingestor, NothingStored, Source
+from telemetra.ingest.ingest import (
+    DEVICE,
+    DeviceInfo,
+    Ingestor,
+    NothingStored,
+    Source,
+    Target,
+)
 from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Conflict, Invalid, NotFound, TelemetraError, Unavailable
 from telemetra.kit.events import EventBus
@@ -104,27 +111,44 @@ class Consumer:
         task.add_done_callback(self._tasks.discard)
 
     async def _process_readings(self, batch: list[tuple[Inbound, int]]) -> None:
-        """Prepare each message's body, then one durable write for all of them, then the
-        acks. A message that cannot be used is rejected alone; if preparing or the write
-        fails for another reason than a rejection, each message is retried alone so one bad
-        message cannot take the others with it."""
+        """Prepare the messages' bodies together (their devices, and the sensors no cache
+        holds, each read in one query for the whole batch), then one durable write for all
+        of them, then the acks. A message that cannot be used is rejected alone; if preparing
+        or the write fails for another reason than a rejection, each message is retried
+        alone so one bad message cannot take the others with it."""
         now = utcnow()
-        prepared = []
+        try:
+            known = await self.ingestor.devices_of(device_id for _, device_id in batch)
+        except Exception:  # storage trouble: each message alone, retried until it passes
+            self._alone(message for message, _ in batch)
+            return
+        usable: list[tuple[Inbound, int, Target, object]] = []
         for message, device_id in batch:
             try:
-                device = await self._device(device_id)
-                body = await self.ingestor.prepare(device.target, json_body(message.payload),
-                                                   DEVICE, now=now)
-            except (Rejected, Invalid) as refused:
-                await self._reject(message, self._reason(device_id, refused))
+                device = _usable(known.get(device_id), device_id)
+                usable.append((message, device_id, device.target, json_body(message.payload)))
+            except Rejected as refused:
+                await self._reject(message, refused.reason)
                 self._done(message)
-                continue
-            except Exception:  # storage trouble while resolving sensors, or a bug
-                self._spawn(self._process(message))
-                continue
-            if body.rejected:
-                self._note_rejected_readings(device_id, body.rejected)
-            prepared.append((message, device_id, body))
+        if not usable:
+            return
+        try:
+            outcomes = await self.ingestor.prepare_many(
+                [(target, body) for _, _, target, body in usable], DEVICE, now=now)
+        except Exception:
+            self._alone(message for message, _, _, _ in usable)
+            return
+        prepared = []
+        for (message, device_id, _, _), outcome in zip(usable, outcomes, strict=True):
+            if isinstance(outcome, Invalid):
+                await self._reject(message, self._reason(device_id, outcome))
+                self._done(message)
+            elif isinstance(outcome, Exception):  # storage trouble creating sensors, or a bug
+                self._alone([message])
+            else:
+                if outcome.rejected:
+                    self._note_rejected_readings(device_id, outcome.rejected)
+                prepared.append((message, device_id, outcome))
         if not prepared:
             return
         try:
@@ -134,14 +158,18 @@ class Consumer:
         except _ConnectionGone:
             return
         except Exception:
-            for message, _, _ in prepared:
-                self._spawn(self._process(message))
+            self._alone(message for message, _, _ in prepared)
             return
         self.counters.readings_accepted += stored.accepted
         self.counters.readings_duplicate += stored.duplicates
         for message, device_id, _ in prepared:
             self.presence.mark(device_id)
             self._done(message)
+
+    def _alone(self, messages) -> None:
+        """Handle each message on its own (``_process``: retried while storage is down)."""
+        for message in messages:
+            self._spawn(self._process(message))
 
     def _reason(self, device_id: int, refused: Rejected | Invalid) -> str:
         """Why a message's readings are not stored; its readings are counted rejected."""
@@ -214,12 +242,7 @@ class Consumer:
             await self._connector_readings(connector, message.payload)
 
     async def _device(self, device_id: int) -> DeviceInfo:
-        device = await self.ingestor.device(device_id)
-        if device is None:
-            raise Rejected(f"unknown device {device_id}")
-        if device.status == "inactive":
-            raise Rejected(f"device {device_id} is inactive")
-        return device
+        return _usable(await self.ingestor.device(device_id), device_id)
 
     async def _uplink(self, uplink: Uplink, payload: bytes) -> None:
         device = await self._device(uplink.device_id)
@@ -334,6 +357,15 @@ class Consumer:
         except Exception as exc:  # the count and the log line above still stand
             log.warning("could not write the rejection to device %s's log (%s)", device_id,
                         type(exc).__name__)
+
+
+def _usable(device: DeviceInfo | None, device_id: int) -> DeviceInfo:
+    """The device, if messages may be taken from it."""
+    if device is None:
+        raise Rejected(f"unknown device {device_id}")
+    if device.status == "inactive":
+        raise Rejected(f"device {device_id} is inactive")
+    return device
 
 
 async def _touch(conn, device: DeviceInfo) -> None:
