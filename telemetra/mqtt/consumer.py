@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from paho.mqtt.client import topic_matches_sub
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.auth.principals import AuthDevice
@@ -53,8 +54,10 @@ _LOGS = TypeAdapter(LogCreate | list[LogCreate])
 
 
 def _transient(exc: BaseException) -> bool:
-    """Storage trouble that passes: retry the message rather than drop it."""
-    if isinstance(exc, Unavailable | OSError | OperationalError | InterfaceError):
+    """Storage trouble that passes: retry the message rather than drop it. Every pooled
+    connection busy (the pool's wait timed out) is such trouble: under load it was a message
+    acknowledged and dropped as an "internal error"."""
+    if isinstance(exc, Unavailable | OSError | OperationalError | InterfaceError | PoolTimeout):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
