@@ -6,6 +6,7 @@ import time
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from telemetra.mqtt.presence import Presence
 from tests.mosquitto import Device
 from tests.mqtt.conftest import Platform, eventually, start_platform
 
@@ -95,3 +96,56 @@ def test_messages_wait_for_a_free_database_connection_and_none_is_dropped(
         publisher.close()
     finally:
         client.__exit__(None, None, None)
+
+
+def test_presence_writes_each_device_at_most_so_often_and_last_seen_catches_up(
+        platform: Platform):
+    """A fleet's devices are each seen every few seconds: a mark written a moment ago waits
+    (last_seen at most ``rewrite_seconds`` late), a device back online is written at once,
+    and only devices with queued commands are looked up for them."""
+    engine = platform.client.app.state.engine
+    with_command, without = (platform.api.device(platform.root) for _ in range(2))
+    response = platform.api.post(f"/devices/{with_command['id']}/commands", platform.root,
+                                 json={"name": "reboot"})
+    assert response.status_code == 201, response.text
+    back: list[int] = []
+
+    async def on_back_online(device_id: int) -> None:
+        back.append(device_id)
+
+    presence = Presence(engine, on_back_online, rewrite_seconds=1.0)
+
+    def flush(**options) -> None:
+        platform.client.portal.call(lambda: presence.flush(**options))
+
+    def last_seen(device: dict) -> str | None:
+        return platform.api.get(f"/devices/{device['id']}/status",
+                                platform.root).json()["last_seen"]
+
+    presence.mark(with_command["id"])
+    presence.mark(without["id"])
+    flush()
+    assert back == [with_command["id"]]  # both were back online; one has a command queued
+    first = last_seen(without)
+    assert first is not None and platform.api.get(
+        f"/devices/{without['id']}/status", platform.root).json()["online"] is True
+
+    time.sleep(0.05)
+    presence.mark(without["id"])
+    flush()
+    assert last_seen(without) == first  # written a moment ago: the newer mark waits
+    time.sleep(1.1)
+    flush()
+    assert last_seen(without) > first  # and is written once due
+
+    platform.client.portal.call(lambda: presence.offline(without["id"]))
+    assert platform.api.get(f"/devices/{without['id']}/status",
+                            platform.root).json()["online"] is False
+    presence.mark(without["id"])
+    flush()  # back at once, though written less than a second ago
+    assert platform.api.get(f"/devices/{without['id']}/status",
+                            platform.root).json()["online"] is True
+
+    presence.mark(without["id"])
+    flush(every_mark=True)  # stopping: nothing is kept back
+    assert last_seen(without) > first and not presence._seen
