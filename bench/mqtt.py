@@ -275,7 +275,10 @@ def fleet(database_url: str, workdir: Path) -> dict:
         server.stop()
         broker.stop()
     log = (workdir / "server-fleet.log").read_text(errors="replace")
-    results["reconnects"] = log.count("MQTT connection to")  # "... lost (...); reconnecting"
+    # "MQTT connection to ... lost (...); reconnecting", and a read that failed (the link
+    # reconnects then too, without the first line)
+    results["reconnects"] = log.count("MQTT connection to") + log.count("MQTT read failed")
+    results["dropped"] = log.count("acknowledged and dropped")
     return results
 
 
@@ -313,7 +316,7 @@ def report_fleet(results: dict) -> None:
           f"{again['per_s'] / max(one['per_s'], 1e-9):.2f}); server RSS added by the fleet "
           f"run {spread['rss_end'] - spread['rss_start']:+.1f} MB, by the second "
           f"{again['rss_end'] - again['rss_start']:+.1f} MB; MQTT reconnects of the server: "
-          f"{results['reconnects']}")
+          f"{results['reconnects']}, messages dropped for an internal error: {results['dropped']}")
 
 
 def main() -> None:

@@ -106,14 +106,35 @@ class Consumer:
             else:
                 self._spawn(self._process(message))
         if readings:
-            self._spawn(self._process_readings(readings))
+            self._spawn(self._readings_or_alone(readings))
+
+    async def _readings_or_alone(self, batch: list[tuple[Inbound, int]]) -> None:
+        """``_process_readings``; should it fail for a bug, the messages it has not finished
+        are handled alone, so none is left unacknowledged on a live connection."""
+        left = {id(message): message for message, _ in batch}
+        try:
+            await self._process_readings(batch, left)
+        except Exception:
+            log.exception("MQTT batch of %d messages failed; %d handled alone", len(batch),
+                          len(left))
+            self._alone(list(left.values()))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
 
-    async def _process_readings(self, batch: list[tuple[Inbound, int]]) -> None:
+    def _finished(self, task: asyncio.Task) -> None:
+        # A task that failed leaves its messages unacknowledged: they hold places of the
+        # link's window until the connection drops, and the link does not drop a connection
+        # it holds back on purpose. So it is said, never silent.
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("MQTT message handling failed; its messages wait for redelivery",
+                      exc_info=task.exception())
+
+    async def _process_readings(self, batch: list[tuple[Inbound, int]],
+                                left: dict[int, Inbound]) -> None:
         """Prepare the messages' bodies together (their devices, and the sensors no cache
         holds, each read in one query for the whole batch), then one durable write for all
         of them, then the acks. A message that cannot be used is rejected alone; if preparing
@@ -124,6 +145,7 @@ class Consumer:
             known = await self.ingestor.devices_of(device_id for _, device_id in batch)
         except Exception:  # storage trouble: each message alone, retried until it passes
             self._alone(message for message, _ in batch)
+            left.clear()
             return
         usable: list[tuple[Inbound, int, Target, object]] = []
         for message, device_id in batch:
@@ -132,6 +154,7 @@ class Consumer:
                 usable.append((message, device_id, device.target, json_body(message.payload)))
             except Rejected as refused:
                 await self._reject(message, refused.reason)
+                del left[id(message)]
                 self._done(message)
         if not usable:
             return
@@ -140,14 +163,17 @@ class Consumer:
                 [(target, body) for _, _, target, body in usable], DEVICE, now=now)
         except Exception:
             self._alone(message for message, _, _, _ in usable)
+            left.clear()
             return
         prepared = []
         for (message, device_id, _, _), outcome in zip(usable, outcomes, strict=True):
             if isinstance(outcome, Invalid):
                 await self._reject(message, self._reason(device_id, outcome))
+                del left[id(message)]
                 self._done(message)
             elif isinstance(outcome, Exception):  # storage trouble creating sensors, or a bug
                 self._alone([message])
+                del left[id(message)]
             else:
                 if outcome.rejected:
                     self._note_rejected_readings(device_id, outcome.rejected)
@@ -158,15 +184,18 @@ class Consumer:
             stored = await self._retrying([m for m, _, _ in prepared],
                                           lambda: self.ingestor.commit(
                                               [body for _, _, body in prepared]))
-        except _ConnectionGone:
+        except _ConnectionGone:  # not acknowledged: the broker delivers them again
+            left.clear()
             return
         except Exception:
             self._alone(message for message, _, _ in prepared)
+            left.clear()
             return
         self.counters.readings_accepted += stored.accepted
         self.counters.readings_duplicate += stored.duplicates
         for message, device_id, _ in prepared:
             self.presence.mark(device_id)
+            del left[id(message)]
             self._done(message)
 
     def _alone(self, messages) -> None:
