@@ -332,7 +332,10 @@ def main() -> None:
             if "fleet" in PHASES:
                 spread = fleet(pgcluster.create_database(cluster.url, "fleet"), workdir)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):  # the servers' and brokers' logs, to read after
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     if spread is not None:
         report_fleet(spread)
     if ours is None:

@@ -366,8 +366,9 @@ class Ingestor:
         generation = self._devices.generation
         async with self.engine.connect() as conn:
             for start in range(0, len(missing), LOOKUP_BY_KEY_MAX):
+                chunk = padded(missing[start:start + LOOKUP_BY_KEY_MAX])
                 query = (select(devices.c.id, devices.c.organization_id, devices.c.status)
-                         .where(devices.c.id.in_(missing[start:start + LOOKUP_BY_KEY_MAX])))
+                         .where(devices.c.id.in_(chunk)))
                 for row in (await conn.execute(query)).all():
                     info = DeviceInfo(Target(row.id, row.organization_id), row.status)
                     self._devices.put(row.id, info, generation)
@@ -439,14 +440,23 @@ class Ingestor:
             for start in range(0, len(ids), LOOKUP_BY_KEY_MAX):
                 query = (select(sensors.c.device_id, sensors.c.id, sensors.c.key,
                                 sensors.c.valid_min, sensors.c.valid_max)
-                         .where(sensors.c.device_id.in_(ids[start:start + LOOKUP_BY_KEY_MAX]),
-                                sensors.c.key.in_(keys)))
+                         .where(sensors.c.device_id.in_(
+                                    padded(ids[start:start + LOOKUP_BY_KEY_MAX])),
+                                sensors.c.key.in_(padded(keys))))
                 for row in (await conn.execute(query)).all():
                     found.setdefault(row.device_id, {})[row.key] = SensorInfo(
                         row.id, row.valid_min, row.valid_max)
         for device_id, infos in found.items():
             cached = self._sensors.get(device_id) or _NO_SENSORS
             self._sensors.put(device_id, {**cached, **infos}, generation)
+
+
+def padded(values: list) -> list:
+    """``values`` repeated at the end up to a power of two: an ``IN`` list of another length is
+    another statement, prepared again and cached again by the driver on each connection;
+    this way a batch's lookups are a handful of statements whatever the batch's size."""
+    size = 1 << max(len(values) - 1, 0).bit_length()
+    return values + values[-1:] * (size - len(values))
 
 
 def _leave_out(readings: list[Reading], refused: dict[str | int, str],

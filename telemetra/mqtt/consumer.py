@@ -1,7 +1,9 @@
 """What the platform does with each message from the broker.
 
-Every message is handled in its own task and acknowledged only when handling has finished:
-readings once committed by the group-commit writer, the same path as HTTP. A bad message
+Device readings read together are handled together (their devices and uncached sensors
+looked up in one query each, one durable write), other messages each in a task of its own;
+every message is acknowledged only when handling has finished: readings once committed by
+the group-commit writer, the same path as HTTP. A bad message
 (invalid JSON, an unknown format or device, too large...) is logged with its reason, counted,
 written to its device's log when there is a device, and acknowledged, so it is never
 redelivered forever. While storage is unavailable or saturated a message is retried, not

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.commands.schemas import CommandStatus
 from telemetra.db.tables import commands, devices
+from telemetra.ingest.ingest import padded
 from telemetra.kit.db import write_transaction
 from telemetra.kit.timeutil import utcnow
 
@@ -70,7 +71,7 @@ class Presence:
             for start in range(0, len(ids), CHUNK):
                 rows = (await conn.execute(
                     select(devices.c.id, devices.c.online_until, devices.c.offline_after_seconds)
-                    .where(devices.c.id.in_(ids[start:start + CHUNK]))
+                    .where(devices.c.id.in_(padded(ids[start:start + CHUNK])))
                     .order_by(devices.c.id))).all()
                 if not rows:
                     continue
@@ -100,7 +101,7 @@ class Presence:
             for start in range(0, len(device_ids), CHUNK):
                 found.extend((await conn.scalars(
                     select(commands.c.device_id).distinct()
-                    .where(commands.c.device_id.in_(device_ids[start:start + CHUNK]),
+                    .where(commands.c.device_id.in_(padded(device_ids[start:start + CHUNK])),
                            commands.c.status == CommandStatus.queued.value)
                     .order_by(commands.c.device_id))).all())
         return found
