@@ -397,7 +397,11 @@ class Ingestor:
             if keys:
                 wanted.setdefault(target.device_id, set()).update(keys)
         if wanted:
-            await self._preload_sensors(wanted)
+            found = await self._preload_sensors(wanted)
+            if found is not None:
+                await self._create_many(bodies, decoded, {
+                    device_id: keys - found.get(device_id, {}).keys()
+                    for device_id, keys in wanted.items()})
         results: list[Prepared | Exception] = []
         for (target, _), item in zip(bodies, decoded, strict=True):
             if isinstance(item, Exception):
@@ -427,12 +431,46 @@ class Ingestor:
             _tag_too_old(readings, now - timedelta(seconds=source.max_age_seconds))
         return readings, rejected
 
-    async def _preload_sensors(self, wanted: dict[int, set[str]]) -> None:
-        """Cache the existing sensors of these keys of these devices, in one query (chunked);
-        the keys not found are left to ``_rows``, which creates them."""
+    async def _create_many(self, bodies: Sequence[tuple[Target, Any]], decoded: list,
+                           missing: dict[int, set[str]]) -> None:
+        """Create the sensors of unknown keys of many devices in one unit of work (a fleet's
+        first messages: one commit for the batch, not one a device, which under load kept a
+        batch's readings uncommitted for tens of seconds). A device whose new keys exceed
+        what one request may create is left to ``_rows``, body by body, as are keys refused."""
+        missing = {device_id: keys for device_id, keys in missing.items()
+                   if keys and len(keys) <= self.sensor_caps.per_request}
+        if len(missing) < 2:  # one device: ``_rows`` creates them as for one body
+            return
+        units: dict[int, tuple[Target, dict[str, str | None]]] = {}
+        for (target, _), item in zip(bodies, decoded, strict=True):
+            keys = missing.get(target.device_id)
+            if keys is None or isinstance(item, Exception):
+                continue
+            of_device = units.setdefault(target.device_id, (target, {}))[1]
+            for reading in item[0]:
+                if reading.key in keys:
+                    of_device.setdefault(reading.key, reading.unit)
+        generation = self._sensors.generation
+        created: dict[int, dict[str | int, SensorInfo]] = {}
+        async with write_transaction(self.engine, self.bus) as conn:
+            for device_id in sorted(units):  # one order everywhere: no deadlock between writers
+                target, of_device = units[device_id]
+                rows, _ = await sensor_service.create_for_readings(
+                    conn, target.organization_id, device_id, of_device, self.sensor_caps)
+                created[device_id] = {row.key: SensorInfo(row.id, row.valid_min, row.valid_max)
+                                      for row in rows}
+        for device_id, infos in created.items():
+            if infos:
+                cached = self._sensors.get(device_id) or _NO_SENSORS
+                self._sensors.put(device_id, {**cached, **infos}, generation)
+
+    async def _preload_sensors(self, wanted: dict[int, set[str]]
+                               ) -> dict[int, dict[str | int, SensorInfo]] | None:
+        """Cache the existing sensors of these keys of these devices, in one query (chunked),
+        and return them (None: too many keys to name); the keys not found are created."""
         keys = sorted(set().union(*wanted.values()))
         if len(keys) > LOOKUP_BY_KEY_MAX:  # too many to name: each body looks its own up
-            return
+            return None
         generation = self._sensors.generation
         ids = sorted(wanted)
         found: dict[int, dict[str | int, SensorInfo]] = {}
@@ -449,6 +487,7 @@ class Ingestor:
         for device_id, infos in found.items():
             cached = self._sensors.get(device_id) or _NO_SENSORS
             self._sensors.put(device_id, {**cached, **infos}, generation)
+        return found
 
 
 def padded(values: list) -> list:
