@@ -113,7 +113,7 @@ def test_presence_writes_each_device_at_most_so_often_and_last_seen_catches_up(
     async def on_back_online(device_id: int) -> None:
         back.append(device_id)
 
-    presence = Presence(engine, on_back_online, rewrite_seconds=1.0)
+    presence = Presence(engine, on_back_online, rewrite_seconds=5.0)  # room for a slow machine
 
     def flush(**options) -> None:
         platform.client.portal.call(lambda: presence.flush(**options))
@@ -134,7 +134,7 @@ def test_presence_writes_each_device_at_most_so_often_and_last_seen_catches_up(
     presence.mark(without["id"])
     flush()
     assert last_seen(without) == first  # written a moment ago: the newer mark waits
-    time.sleep(1.1)
+    time.sleep(5.1)
     flush()
     assert last_seen(without) > first  # and is written once due
 
@@ -142,7 +142,7 @@ def test_presence_writes_each_device_at_most_so_often_and_last_seen_catches_up(
     assert platform.api.get(f"/devices/{without['id']}/status",
                             platform.root).json()["online"] is False
     presence.mark(without["id"])
-    flush()  # back at once, though written less than a second ago
+    flush()  # back at once, though written a moment ago
     assert platform.api.get(f"/devices/{without['id']}/status",
                             platform.root).json()["online"] is True
 
