@@ -11,7 +11,7 @@ write. ``ingest`` is the two for one body. A rule about readings lives here once
 quotas and usage.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -345,6 +345,157 @@ class Ingestor:
             cached = self._sensors.get(target.device_id) or _NO_SENSORS
             self._sensors.put(target.device_id, {**cached, **known}, generation)
         return known, refused
+
+
+    # -- many bodies at once (appended for the MQTT consumer's batches) -------------------
+
+    async def devices_of(self, device_ids: Iterable[int]) -> dict[int, DeviceInfo]:
+        """``device`` for many ids at once: the devices that exist (any organization), by id.
+        Cached ones cost nothing, the others one query for all of them: a batch of a fleet's
+        messages names mostly different devices."""
+        found: dict[int, DeviceInfo] = {}
+        missing: list[int] = []
+        for device_id in dict.fromkeys(device_ids):
+            info = self._devices.get(device_id)
+            if info is None:
+                missing.append(device_id)
+            else:
+                found[device_id] = info
+        if not missing:
+            return found
+        generation = self._devices.generation
+        async with self.engine.connect() as conn:
+            for start in range(0, len(missing), LOOKUP_BY_KEY_MAX):
+                chunk = padded(missing[start:start + LOOKUP_BY_KEY_MAX])
+                query = (select(devices.c.id, devices.c.organization_id, devices.c.status)
+                         .where(devices.c.id.in_(chunk)))
+                for row in (await conn.execute(query)).all():
+                    info = DeviceInfo(Target(row.id, row.organization_id), row.status)
+                    self._devices.put(row.id, info, generation)
+                    found[row.id] = info
+        return found
+
+    async def prepare_many(self, bodies: Sequence[tuple[Target, Any]], source: Source = DEVICE,
+                           *, now: datetime | None = None) -> list["Prepared | Exception"]:
+        """``prepare`` for each of many bodies, in order: its ``Prepared``, or the exception
+        preparing it raised (``Invalid``, ``NothingStored``, storage trouble creating its
+        sensors), so one body cannot take the others with it. The sensors the cache lacks
+        are read first for all the bodies' devices in one query, so a batch spread over a
+        fleet costs one round trip, not one a device. Storage trouble in that query raises."""
+        now = now or utcnow()
+        decoded: list = []
+        wanted: dict[int, set[str]] = {}
+        for target, body in bodies:
+            try:
+                readings, rejected = self._decoded(body, source, now)
+            except Invalid as invalid:
+                decoded.append(invalid)
+                continue
+            decoded.append((readings, rejected))
+            known = self._sensors.get(target.device_id) or _NO_SENSORS
+            keys = {r.key for r in readings if r.sensor_id is None and r.key not in known}
+            if keys:
+                wanted.setdefault(target.device_id, set()).update(keys)
+        if wanted:
+            found = await self._preload_sensors(wanted)
+            if found is not None:
+                await self._create_many(bodies, decoded, {
+                    device_id: keys - found.get(device_id, {}).keys()
+                    for device_id, keys in wanted.items()})
+        results: list[Prepared | Exception] = []
+        for (target, _), item in zip(bodies, decoded, strict=True):
+            if isinstance(item, Exception):
+                results.append(item)
+                continue
+            readings, rejected = item
+            try:
+                rows = await self._rows(target, readings, now, rejected)
+                if not rows and rejected and source.refuse_empty:
+                    raise NothingStored(rejected)
+            except Exception as exc:  # handed back: the caller decides, body by body
+                results.append(exc)
+            else:
+                results.append(Prepared(target, rows, rejected))
+        return results
+
+    def _decoded(self, body: Any, source: Source, now: datetime
+                 ) -> tuple[list[Reading], list[Rejection]]:
+        """``prepare``'s first steps: decode (or screen) the body, tag what is too old."""
+        if source.screen:
+            readings, rejected = screen_readings(body, self.limits, now)
+        else:
+            readings, rejected = decode_body(body, value_key=source.value_key,
+                                             byte_order=source.byte_order,
+                                             expect=source.expect, limits=self.limits, now=now)
+        if source.max_age_seconds is not None:
+            _tag_too_old(readings, now - timedelta(seconds=source.max_age_seconds))
+        return readings, rejected
+
+    async def _create_many(self, bodies: Sequence[tuple[Target, Any]], decoded: list,
+                           missing: dict[int, set[str]]) -> None:
+        """Create the sensors of unknown keys of many devices in one unit of work (a fleet's
+        first messages: one commit for the batch, not one a device, which under load kept a
+        batch's readings uncommitted for tens of seconds). A device whose new keys exceed
+        what one request may create is left to ``_rows``, body by body, as are keys refused."""
+        missing = {device_id: keys for device_id, keys in missing.items()
+                   if keys and len(keys) <= self.sensor_caps.per_request}
+        if len(missing) < 2:  # one device: ``_rows`` creates them as for one body
+            return
+        units: dict[int, tuple[Target, dict[str, str | None]]] = {}
+        for (target, _), item in zip(bodies, decoded, strict=True):
+            keys = missing.get(target.device_id)
+            if keys is None or isinstance(item, Exception):
+                continue
+            of_device = units.setdefault(target.device_id, (target, {}))[1]
+            for reading in item[0]:
+                if reading.key in keys:
+                    of_device.setdefault(reading.key, reading.unit)
+        generation = self._sensors.generation
+        created: dict[int, dict[str | int, SensorInfo]] = {}
+        async with write_transaction(self.engine, self.bus) as conn:
+            for device_id in sorted(units):  # one order everywhere: no deadlock between writers
+                target, of_device = units[device_id]
+                rows, _ = await sensor_service.create_for_readings(
+                    conn, target.organization_id, device_id, of_device, self.sensor_caps)
+                created[device_id] = {row.key: SensorInfo(row.id, row.valid_min, row.valid_max)
+                                      for row in rows}
+        for device_id, infos in created.items():
+            if infos:
+                cached = self._sensors.get(device_id) or _NO_SENSORS
+                self._sensors.put(device_id, {**cached, **infos}, generation)
+
+    async def _preload_sensors(self, wanted: dict[int, set[str]]
+                               ) -> dict[int, dict[str | int, SensorInfo]] | None:
+        """Cache the existing sensors of these keys of these devices, in one query (chunked),
+        and return them (None: too many keys to name); the keys not found are created."""
+        keys = sorted(set().union(*wanted.values()))
+        if len(keys) > LOOKUP_BY_KEY_MAX:  # too many to name: each body looks its own up
+            return None
+        generation = self._sensors.generation
+        ids = sorted(wanted)
+        found: dict[int, dict[str | int, SensorInfo]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), LOOKUP_BY_KEY_MAX):
+                query = (select(sensors.c.device_id, sensors.c.id, sensors.c.key,
+                                sensors.c.valid_min, sensors.c.valid_max)
+                         .where(sensors.c.device_id.in_(
+                                    padded(ids[start:start + LOOKUP_BY_KEY_MAX])),
+                                sensors.c.key.in_(padded(keys))))
+                for row in (await conn.execute(query)).all():
+                    found.setdefault(row.device_id, {})[row.key] = SensorInfo(
+                        row.id, row.valid_min, row.valid_max)
+        for device_id, infos in found.items():
+            cached = self._sensors.get(device_id) or _NO_SENSORS
+            self._sensors.put(device_id, {**cached, **infos}, generation)
+        return found
+
+
+def padded(values: list) -> list:
+    """``values`` repeated at the end up to a power of two: an ``IN`` list of another length is
+    another statement, prepared again and cached again by the driver on each connection;
+    this way a batch's lookups are a handful of statements whatever the batch's size."""
+    size = 1 << max(len(values) - 1, 0).bit_length()
+    return values + values[-1:] * (size - len(values))
 
 
 def _leave_out(readings: list[Reading], refused: dict[str | int, str],

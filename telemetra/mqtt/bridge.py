@@ -113,7 +113,7 @@ class MqttBridge:
             self._presence_task.cancel()
             await asyncio.gather(self._presence_task, return_exceptions=True)
         try:
-            await self.presence.flush()
+            await self.presence.flush(every_mark=True)
         except Exception as exc:  # shutting down: the marks are only presence
             log.warning("last presence flush failed (%s)", type(exc).__name__)
         for task in list(self._tasks):

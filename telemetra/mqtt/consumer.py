@@ -1,7 +1,9 @@
 """What the platform does with each message from the broker.
 
-Every message is handled in its own task and acknowledged only when handling has finished:
-readings once committed by the group-commit writer, the same path as HTTP. A bad message
+Device readings read together are handled together (their devices and uncached sensors
+looked up in one query each, one durable write), other messages each in a task of its own;
+every message is acknowledged only when handling has finished: readings once committed by
+the group-commit writer, the same path as HTTP. A bad message
 (invalid JSON, an unknown format or device, too large...) is logged with its reason, counted,
 written to its device's log when there is a device, and acknowledged, so it is never
 redelivered forever. While storage is unavailable or saturated a message is retried, not
@@ -15,13 +17,21 @@ from collections.abc import Awaitable, Callable
 from paho.mqtt.client import topic_matches_sub
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.auth.principals import AuthDevice
 from telemetra.commands import service as commands
 from telemetra.devices import service as devices
 from telemetra.devices.schemas import Heartbeat, LogCreate, LogLevel
-from telemetra.ingest.ingest import DEVICE, DeviceInfo, Ingestor, NothingStored, Source
+from telemetra.ingest.ingest import (
+    DEVICE,
+    DeviceInfo,
+    Ingestor,
+    NothingStored,
+    Source,
+    Target,
+)
 from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Conflict, Invalid, NotFound, TelemetraError, Unavailable
 from telemetra.kit.events import EventBus
@@ -46,8 +56,10 @@ _LOGS = TypeAdapter(LogCreate | list[LogCreate])
 
 
 def _transient(exc: BaseException) -> bool:
-    """Storage trouble that passes: retry the message rather than drop it."""
-    if isinstance(exc, Unavailable | OSError | OperationalError | InterfaceError):
+    """Storage trouble that passes: retry the message rather than drop it. Every pooled
+    connection busy (the pool's wait timed out) is such trouble: under load it was a message
+    acknowledged and dropped as an "internal error"."""
+    if isinstance(exc, Unavailable | OSError | OperationalError | InterfaceError | PoolTimeout):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -96,52 +108,102 @@ class Consumer:
             else:
                 self._spawn(self._process(message))
         if readings:
-            self._spawn(self._process_readings(readings))
+            self._spawn(self._readings_or_alone(readings))
+
+    async def _readings_or_alone(self, batch: list[tuple[Inbound, int]]) -> None:
+        """``_process_readings``; should it fail for a bug, the messages it has not finished
+        are handled alone, so none is left unacknowledged on a live connection."""
+        left = {id(message): message for message, _ in batch}
+        try:
+            await self._process_readings(batch, left)
+        except Exception:
+            log.exception("MQTT batch of %d messages failed; %d handled alone", len(batch),
+                          len(left))
+            self._alone(list(left.values()))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
 
-    async def _process_readings(self, batch: list[tuple[Inbound, int]]) -> None:
-        """Prepare each message's body, then one durable write for all of them, then the
-        acks. A message that cannot be used is rejected alone; if preparing or the write
-        fails for another reason than a rejection, each message is retried alone so one bad
-        message cannot take the others with it."""
+    def _finished(self, task: asyncio.Task) -> None:
+        # A task that failed leaves its messages unacknowledged: they hold places of the
+        # link's window until the connection drops, and the link does not drop a connection
+        # it holds back on purpose. So it is said, never silent.
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("MQTT message handling failed; its messages wait for redelivery",
+                      exc_info=task.exception())
+
+    async def _process_readings(self, batch: list[tuple[Inbound, int]],
+                                left: dict[int, Inbound]) -> None:
+        """Prepare the messages' bodies together (their devices, and the sensors no cache
+        holds, each read in one query for the whole batch), then one durable write for all
+        of them, then the acks. A message that cannot be used is rejected alone; if preparing
+        or the write fails for another reason than a rejection, each message is retried
+        alone so one bad message cannot take the others with it."""
         now = utcnow()
-        prepared = []
+        try:
+            known = await self.ingestor.devices_of(device_id for _, device_id in batch)
+        except Exception:  # storage trouble: each message alone, retried until it passes
+            self._alone(message for message, _ in batch)
+            left.clear()
+            return
+        usable: list[tuple[Inbound, int, Target, object]] = []
         for message, device_id in batch:
             try:
-                device = await self._device(device_id)
-                body = await self.ingestor.prepare(device.target, json_body(message.payload),
-                                                   DEVICE, now=now)
-            except (Rejected, Invalid) as refused:
-                await self._reject(message, self._reason(device_id, refused))
+                device = _usable(known.get(device_id), device_id)
+                usable.append((message, device_id, device.target, json_body(message.payload)))
+            except Rejected as refused:
+                await self._reject(message, refused.reason)
+                del left[id(message)]
                 self._done(message)
-                continue
-            except Exception:  # storage trouble while resolving sensors, or a bug
-                self._spawn(self._process(message))
-                continue
-            if body.rejected:
-                self._note_rejected_readings(device_id, body.rejected)
-            prepared.append((message, device_id, body))
+        if not usable:
+            return
+        try:
+            outcomes = await self.ingestor.prepare_many(
+                [(target, body) for _, _, target, body in usable], DEVICE, now=now)
+        except Exception:
+            self._alone(message for message, _, _, _ in usable)
+            left.clear()
+            return
+        prepared = []
+        for (message, device_id, _, _), outcome in zip(usable, outcomes, strict=True):
+            if isinstance(outcome, Invalid):
+                await self._reject(message, self._reason(device_id, outcome))
+                del left[id(message)]
+                self._done(message)
+            elif isinstance(outcome, Exception):  # storage trouble creating sensors, or a bug
+                self._alone([message])
+                del left[id(message)]
+            else:
+                if outcome.rejected:
+                    self._note_rejected_readings(device_id, outcome.rejected)
+                prepared.append((message, device_id, outcome))
         if not prepared:
             return
         try:
             stored = await self._retrying([m for m, _, _ in prepared],
                                           lambda: self.ingestor.commit(
                                               [body for _, _, body in prepared]))
-        except _ConnectionGone:
+        except _ConnectionGone:  # not acknowledged: the broker delivers them again
+            left.clear()
             return
         except Exception:
-            for message, _, _ in prepared:
-                self._spawn(self._process(message))
+            self._alone(message for message, _, _ in prepared)
+            left.clear()
             return
         self.counters.readings_accepted += stored.accepted
         self.counters.readings_duplicate += stored.duplicates
         for message, device_id, _ in prepared:
             self.presence.mark(device_id)
+            del left[id(message)]
             self._done(message)
+
+    def _alone(self, messages) -> None:
+        """Handle each message on its own (``_process``: retried while storage is down)."""
+        for message in messages:
+            self._spawn(self._process(message))
 
     def _reason(self, device_id: int, refused: Rejected | Invalid) -> str:
         """Why a message's readings are not stored; its readings are counted rejected."""
@@ -214,12 +276,7 @@ class Consumer:
             await self._connector_readings(connector, message.payload)
 
     async def _device(self, device_id: int) -> DeviceInfo:
-        device = await self.ingestor.device(device_id)
-        if device is None:
-            raise Rejected(f"unknown device {device_id}")
-        if device.status == "inactive":
-            raise Rejected(f"device {device_id} is inactive")
-        return device
+        return _usable(await self.ingestor.device(device_id), device_id)
 
     async def _uplink(self, uplink: Uplink, payload: bytes) -> None:
         device = await self._device(uplink.device_id)
@@ -334,6 +391,15 @@ class Consumer:
         except Exception as exc:  # the count and the log line above still stand
             log.warning("could not write the rejection to device %s's log (%s)", device_id,
                         type(exc).__name__)
+
+
+def _usable(device: DeviceInfo | None, device_id: int) -> DeviceInfo:
+    """The device, if messages may be taken from it."""
+    if device is None:
+        raise Rejected(f"unknown device {device_id}")
+    if device.status == "inactive":
+        raise Rejected(f"device {device_id} is inactive")
+    return device
 
 
 async def _touch(conn, device: DeviceInfo) -> None:
