@@ -16,7 +16,9 @@ Prints, for PostgreSQL and SQLite:
    resident memory of the server's processes at the start and the end of the measured seconds
    (flat: nothing grows once every sensor has been seen).
     BENCH_PHASES=batch,single,fleet picks phases (all by default); BENCH_PYSPY=/tmp/f.txt
-    records the server during the fleet phase (py-spy's folded stacks).
+    records the server during the fleet phase (py-spy's folded stacks); BENCH_SUBSCRIBER=1
+    gives every server process a trivial ReadingsCommitted subscriber (bench/subscriber), so
+    the writer builds and publishes every batch's event, as it does once anything reacts.
 Every Telemetra request is durable: answered only after its commit. Ratios are what matter
 on a shared machine; absolute figures drift.
 """
@@ -48,7 +50,11 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 BACKENDS = os.environ.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")
 PROFILE = os.environ.get("BENCH_PYSPY")  # a file: py-spy's folded stacks of the fleet phase
 PHASES = os.environ.get("BENCH_PHASES", "batch,single,fleet").split(",")
+SUBSCRIBER = os.environ.get("BENCH_SUBSCRIBER") == "1"
 BENCH = Path(__file__).resolve().parent
+if SUBSCRIBER:  # the server's processes (and uvicorn's spawned workers) inherit it
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(BENCH / "subscriber"), os.environ.get("PYTHONPATH")]))
 
 
 def wrk(script: str, url: str, connections: int, env: dict, seconds: float = SECONDS) -> dict:
@@ -299,7 +305,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench/ingest.py needs wrk: apt-get install wrk (make bench does it)")
     print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}, "
-          f"telemetra serve --workers {WORKERS}")
+          f"telemetra serve --workers {WORKERS}"
+          + (", a ReadingsCommitted subscriber" if SUBSCRIBER else ""))
     bare = bare_endpoint(SECONDS) if "single" in PHASES else None
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
     try:

@@ -10,7 +10,7 @@ import asyncpg
 import orjson
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from telemetra.readings.flags import is_valid
+from telemetra.readings.flags import INVALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +79,12 @@ def to_json(value) -> str | None:
 
 def note_latest(latest: Latest, rows: Sequence[Row]) -> None:
     """Fold the valid rows into the newest value per sensor."""
-    for row in rows:
-        if is_valid(row[3]):
-            sensor_id, ts = row[0], row[1]
-            current = latest.get(sensor_id)
-            if current is None or current[0] < ts:
-                latest[sensor_id] = (ts, row[2])
+    get = latest.get
+    for row in rows:  # per row: the flag tested here, not through a call (a third of it)
+        if not row[3] & INVALID:
+            current = get(row[0])
+            if current is None or current[0] < row[1]:
+                latest[row[0]] = (row[1], row[2])
 
 
 def latest_columns(latest: Latest) -> tuple[list[int], list[datetime], list[float]]:

@@ -2,7 +2,8 @@
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from itertools import chain, repeat
+from operator import attrgetter, is_
 
 from telemetra.db.types import to_micros
 from telemetra.ingest.batches import Row
@@ -47,25 +48,40 @@ class ReadingsCommitted:
 
 
 def committed(new_rows: Iterable[Sequence[Row]]) -> ReadingsCommitted:
-    """The event of a batch whose new rows, per request, are ``new_rows``."""
-    rows = [row for request in new_rows for row in request]
-    if not rows:
+    """The event of a batch whose new rows, per request, are ``new_rows``.
+
+    Built per request, in C wherever it can be: a request's rows share their ``Origin`` (one
+    object, or two when some were timed by the server), and the readings of one body entry
+    share their time, so the per-row work is ``zip`` and ``map`` over the rows, and the Python
+    work is per request and per distinct time."""
+    requests = [rows for rows in new_rows if rows]
+    if not requests:
         return ReadingsCommitted((), (), (), (), (), (), ())
-    sensor_ids, times, values, flags, tags, _meta, origins = zip(*rows)  # columns, in C
-    n = len(rows)
-    # Most batches hold only valid, untagged rows: those columns are then made in C.
+    if len(requests) > 1 and sum(map(len, requests)) < 32 * len(requests):
+        requests = [[row for rows in requests for row in rows]]  # many small: as one
+    parts = [tuple(zip(*rows)) for rows in requests]  # columns per request, in C
+    device_ids, organization_ids = [], []
+    for part in parts:
+        origins = part[6]
+        first = origins[0]
+        if all(map(is_, origins, repeat(first))):  # one origin: stops at the first other
+            n = len(origins)
+            device_ids.append((first.device_id,) * n)
+            organization_ids.append((first.organization_id,) * n)
+        else:
+            device_ids.append(tuple(map(_device_id, origins)))
+            organization_ids.append(tuple(map(_organization_id, origins)))
+    sensor_ids, times, values, flags, tags = (_joined([part[i] for part in parts])
+                                              for i in range(5))
+    n = len(sensor_ids)
+    micros = {ts: to_micros(ts) for ts in set(times)}  # each distinct time converted once
     return ReadingsCommitted(
-        sensor_ids, tuple(map(_device_id, origins)), tuple(map(_organization_id, origins)),
-        _micros(times), values,
+        sensor_ids, _joined(device_ids), _joined(organization_ids),
+        tuple(map(micros.__getitem__, times)), values,
         (True,) * n if not any(flags) else tuple([not f & INVALID for f in flags]),
         tags if tags.count(None) == n else tuple([None if t is None else tuple(t)
                                                    for t in tags]))
 
 
-def _micros(times: tuple) -> tuple[int, ...]:
-    out, last, micros = [], None, 0
-    for ts in times:
-        if ts is not last:  # the readings of one body entry share their time: convert once
-            last, micros = ts, to_micros(ts)
-        out.append(micros)
-    return tuple(out)
+def _joined(columns: list[tuple]) -> tuple:
+    return columns[0] if len(columns) == 1 else tuple(chain.from_iterable(columns))

@@ -20,13 +20,13 @@ def month_of(moment: datetime) -> tuple[int, int]:
     return moment.year, moment.month
 
 
-def _next(year: int, month: int) -> tuple[int, int]:
+def month_after(year: int, month: int) -> tuple[int, int]:
     return (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     start = datetime(year, month, 1, tzinfo=UTC)
-    return start, datetime(*_next(year, month), 1, tzinfo=UTC)
+    return start, datetime(*month_after(year, month), 1, tzinfo=UTC)
 
 
 def partition_name(year: int, month: int) -> str:
@@ -40,7 +40,7 @@ def months_around(moment: datetime, before: int = 1, after: int = 3) -> list[tup
     months = []
     for _ in range(before + after + 1):
         months.append((year, month))
-        year, month = _next(year, month)
+        year, month = month_after(year, month)
     return months
 
 

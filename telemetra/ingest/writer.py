@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from telemetra.ingest.batches import Row, SensorGone, is_unavailable, refusal
 from telemetra.ingest.events import ReadingsCommitted, committed
-from telemetra.ingest.partitions import Partitions, month_of
+from telemetra.ingest.partitions import Partitions, month_after, month_of
 from telemetra.ingest.pgwrite import PostgresBatches
 from telemetra.ingest.sqlitewrite import SqliteBatches
 from telemetra.kit.errors import Invalid, Unavailable
@@ -179,13 +179,28 @@ class Writer:
                 item.future.set_result(len(new))
 
     async def _write(self, batch: list[_Pending]) -> list[list[Row]]:
-        await self.partitions.ensure({month_of(row[1]) for item in batch for row in item.rows})
         requests = [item.rows for item in batch]
+        await self.partitions.ensure(months_of(requests))
         if self._sqlite is None:
             conn = await self._connection()
             raw = (await conn.get_raw_connection()).driver_connection
             return await self._postgresql.write(raw, requests)
         return await self._sqlite.write(requests)
+
+
+def months_of(requests: Sequence[Sequence[Row]]) -> set[tuple[int, int]]:
+    """The months whose partitions the requests' rows need: each row's month, and for a row
+    the server timed the month after it too. Such a row whose microsecond is taken is
+    stored a microsecond later, as many times as it takes (``pgwrite``): at the last
+    microsecond of a month that is the next month, which must then exist before the batch's
+    transaction starts (creating a partition inside it would wait for the other writers'
+    locks on ``readings`` while holding its own). Moving one microsecond per key taken, a
+    row cannot reach the month after that."""
+    stamps = {row[1] for rows in requests for row in rows}  # a body entry's rows share one
+    months = {month_of(ts) for ts in stamps}
+    for ts in {row[1] for rows in requests for row in rows if row[6].server_timed}:
+        months.add(month_after(*month_of(ts)))
+    return months
 
 
 def _unavailable() -> Unavailable:
