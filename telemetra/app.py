@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await mqtt.stop()
                 await jobs.stop()
                 await writer.stop()
+                await app.state.ingestor.close()
                 await events.stop()
         finally:
             if relay is not None:
