@@ -60,10 +60,16 @@ async def _warm_up(base: str, fleet: list[tuple[int, str]], concurrency: int) ->
     async def worker(client: httpx.AsyncClient, todo) -> None:
         nonlocal failures
         for index, (_, key) in todo:
-            response = await client.post("/api/v1/readings", content=body_of % (10**12 + index),
-                                         headers={"X-API-Key": key,
-                                                  "Content-Type": "application/json"})
-            failures += response.status_code != 202
+            for attempt in range(3):  # a kept-alive connection the server closed meanwhile
+                try:
+                    response = await client.post(
+                        "/api/v1/readings", content=body_of % (10**12 + index),
+                        headers={"X-API-Key": key, "Content-Type": "application/json"})
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            failures += response.status_code != 202  # a re-sent reading is a duplicate: 202
 
     started = time.monotonic()
     for n in range(WARM_PASSES):

@@ -212,7 +212,7 @@ def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
     # (BENCH_BASE 1.8e9, 1.9e9 and 2.0e9, threads 1e9 s apart): let those through.
     server = Server(database_url, workdir / f"server-{backend}.log", workers=WORKERS,
                     max_future_seconds=str(10**10))
-    server.start()
+    server.start(timeout=300)  # a loaded machine: start-up (migrations, two workers) is slow
     out: dict = {}
     try:
         device_id, key = device_key(server)

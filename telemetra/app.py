@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await mqtt.stop()
                 await jobs.stop()
                 await writer.stop()
+                await app.state.ingestor.close()
                 await events.stop()
                 await webhooks.stop()
         finally:

@@ -14,7 +14,8 @@ from telemetra.auth.principals import (  # noqa: F401 (re-exported for the endpo
 )
 from telemetra.auth.roles import Role
 from telemetra.auth.tokens import decode_access_token
-from telemetra.db.tables import devices, refresh_tokens, users
+from telemetra.db.tables import refresh_tokens, users
+from telemetra.ingest.lookups import DEVICE_BY_KEY_PREFIX
 from telemetra.kit.db import ConnDep
 from telemetra.kit.errors import Forbidden, Unauthorized
 from telemetra.kit.secrets import same_hash
@@ -25,16 +26,23 @@ api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="Device key (starts with tdk_)")
 
 
+def _device_of(key: str, row) -> AuthDevice | None:
+    """The device of ``row`` (``DEVICE_BY_KEY_PREFIX``'s) if ``key`` is its key: a
+    constant-time compare of the hashes."""
+    if row is None:
+        return None
+    device_id, organization_id, status, api_key_hash = row
+    if not same_hash(key, api_key_hash):
+        return None
+    return AuthDevice(id=device_id, organization_id=organization_id, status=status)
+
+
 async def _check_key(conn, key: str) -> AuthDevice | None:
     """The device a key belongs to, or None: one indexed query by the key's clear prefix,
     then a constant-time compare of the hashes."""
-    row = (await conn.execute(
-        select(devices.c.id, devices.c.organization_id, devices.c.status, devices.c.api_key_hash)
-        .where(devices.c.api_key_prefix == key[:DEVICE_KEY_LOOKUP_CHARS])
-    )).first()
-    if row is None or not same_hash(key, row.api_key_hash):
-        return None
-    return AuthDevice(id=row.id, organization_id=row.organization_id, status=row.status)
+    row = (await conn.execute(DEVICE_BY_KEY_PREFIX,
+                              {"prefix": key[:DEVICE_KEY_LOOKUP_CHARS]})).first()
+    return _device_of(key, row)
 
 
 async def _known_device(cache, key: str, read) -> AuthDevice | None:
@@ -60,14 +68,15 @@ async def _device_from_key(request: Request, conn, key: str) -> AuthDevice:
     return device
 
 
-async def verified_device(engine, cache, key: str) -> AuthDevice | None:
+async def verified_device(lookups, cache, key: str) -> AuthDevice | None:
     """A device key as the ingest fast path needs it: the device, from the cache or verified
-    on a short connection of its own (and then cached); None when the key does not verify or
-    the device is inactive, and the normal route answers why."""
+    by one query of ``lookups`` (``telemetra.ingest.lookups``: on SQLite, a connection of its
+    own) and then cached; None when the key does not verify or the device is inactive, and
+    the normal route answers why."""
 
     async def read() -> AuthDevice | None:
-        async with engine.connect() as conn:
-            return await _check_key(conn, key)
+        return _device_of(key, await lookups.device_by_key_prefix(
+            key[:DEVICE_KEY_LOOKUP_CHARS]))
 
     device = await _known_device(cache, key, read)
     return device if device is not None and device.status != "inactive" else None

@@ -48,7 +48,8 @@ class DeviceIngestFastPath:
         device = None
         if key:
             try:
-                device = await verified_device(state.engine, state.device_keys, key)
+                device = await verified_device(state.ingestor.lookups, state.device_keys,
+                                                key)
             except Exception:  # the database is unreachable: the route answers (503)
                 device = None
         if device is None or (named is not None and named != device.id):

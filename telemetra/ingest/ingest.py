@@ -25,6 +25,7 @@ from telemetra.ingest.caches import CacheSizes, ForgetfulCache
 from telemetra.ingest.decode import Reading, Rejection, decode_body
 from telemetra.ingest.decode import screen as screen_readings
 from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits
+from telemetra.ingest.lookups import lookups_for
 from telemetra.ingest.writer import Writer
 from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Invalid
@@ -39,6 +40,10 @@ from telemetra.settings import Settings
 # Past this many unknown keys, a device's sensors are read whole rather than by key: the list
 # of keys would be a statement with as many parameters (100,000 were a 503 on PostgreSQL).
 LOOKUP_BY_KEY_MAX = 500
+# A device not in the sensor cache has this many of its sensors read at once, whatever the
+# body names: a fleet device sends one key at a time, and reading only that one made each of
+# its keys a query of its own.
+FIRST_SIGHT_SENSORS = 500
 TOO_OLD_TAG = "too old"
 
 
@@ -165,10 +170,13 @@ class Ingestor:
         self.sensor_caps = sensor_caps or SensorCaps()
         self.bus = bus
         sizes = cache_sizes or CacheSizes()
-        # device_id -> {key or sensor id: SensorInfo}, sized in sensors
-        self._sensors = ForgetfulCache(sizes.sensors, getsizeof=len)
+        # device_id -> {key or sensor id: SensorInfo}, sized in sensors (a device without
+        # any counts one, so that the cache stays bounded however many such devices it sees)
+        self._sensors = ForgetfulCache(sizes.sensors, getsizeof=lambda known: len(known) or 1)
         self._invalid_tags = ForgetfulCache(sizes.organizations)  # organization_id -> tags
         self._devices = ForgetfulCache(sizes.devices)  # device_id -> DeviceInfo
+        # The lookups of a cache miss (telemetra.ingest.lookups); the fast path's key check too.
+        self.lookups = lookups_for(engine)
 
     @classmethod
     def from_settings(cls, engine: AsyncEngine, writer: Writer, settings: Settings,
@@ -181,6 +189,10 @@ class Ingestor:
                    cache_sizes=CacheSizes(settings.sensor_cache_size, settings.device_cache_size,
                                           settings.organization_cache_size),
                    bus=bus)
+
+    async def close(self) -> None:
+        """Close what the lookups hold (SQLite's own connection and thread)."""
+        await self.lookups.close()
 
     def forget_device(self, device_id: int) -> None:
         """Drop what is cached about a device (it, or its sensors, changed)."""
@@ -291,7 +303,9 @@ class Ingestor:
     async def _resolve(self, target: Target, readings: list[Reading]
                        ) -> tuple[dict[str | int, SensorInfo], dict[str | int, str]]:
         """The sensor of each reading's handle, and the handles refused, with why."""
-        known = self._sensors.get(target.device_id) or _NO_SENSORS
+        known = self._sensors.get(target.device_id)
+        if known is None:
+            known = await self._first_sight(target.device_id)
         missing: dict[str | int, Reading] = {}
         for reading in readings:
             handle = _handle(reading)
@@ -301,6 +315,14 @@ class Ingestor:
             return known, {}
         loaded, refused = await self._load_or_create(target, missing)
         return {**known, **loaded}, refused
+
+    async def _first_sight(self, device_id: int) -> dict[str | int, SensorInfo]:
+        """The sensors of a device not in the cache (up to ``FIRST_SIGHT_SENSORS``), cached."""
+        generation = self._sensors.generation
+        rows = await self.lookups.sensors_of_device(device_id, FIRST_SIGHT_SENSORS)
+        known = {key: SensorInfo(sensor_id, low, high) for sensor_id, key, low, high in rows}
+        self._sensors.put(device_id, known, generation)
+        return known
 
     async def _load_or_create(self, target: Target, wanted: dict[str | int, Reading]
                               ) -> tuple[dict[str | int, SensorInfo], dict[str | int, str]]:
