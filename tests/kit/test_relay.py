@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from telemetra.db import relay as relay_module
+from telemetra.db.engine import create_engine
+from telemetra.db.relay import CachesStale, relay_for
 from telemetra.db.relay import base as relay_base
 from telemetra.db.relay import postgres as relay_pg
 from telemetra.db.relay import sqlite as relay_sqlite
-from telemetra.db.engine import create_engine
-from telemetra.db.relay import CachesStale, relay_for
 from telemetra.db.tables import relayed_events
 from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus, event, record

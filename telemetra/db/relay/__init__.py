@@ -32,8 +32,14 @@ asked for it.
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telemetra.db.relay.base import (ANSWER_WAIT_SECONDS, CachesStale, Relay, decode, encode,
-                                     relayable)
+from telemetra.db.relay.base import (
+    ANSWER_WAIT_SECONDS,
+    CachesStale,
+    Relay,
+    decode,
+    encode,
+    relayable,
+)
 from telemetra.kit.events import EventBus
 
 __all__ = ["ANSWER_WAIT_SECONDS", "CachesStale", "Relay", "decode", "encode", "relay_for",

@@ -16,7 +16,7 @@ import time
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from telemetra.db.relay.base import (Peer, Relay, decode_interests, encode_interests, log)
+from telemetra.db.relay.base import Peer, Relay, decode_interests, encode_interests, log
 from telemetra.kit.events import EventBus
 
 CHANNEL = "telemetra_events"

@@ -19,8 +19,15 @@ from datetime import timedelta
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from telemetra.db.relay.base import (PEER_EXPIRY_SECONDS, Peer, Relay, answer_when_everywhere,
-                                     decode_interests, encode_interests, log)
+from telemetra.db.relay.base import (
+    PEER_EXPIRY_SECONDS,
+    Peer,
+    Relay,
+    answer_when_everywhere,
+    decode_interests,
+    encode_interests,
+    log,
+)
 from telemetra.db.tables import relay_peers, relayed_events
 from telemetra.kit.events import EventBus
 from telemetra.kit.timeutil import utcnow
