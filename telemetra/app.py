@@ -20,6 +20,7 @@ from telemetra.connectors.endpoints import router as connectors_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.db.relay import CachesStale, relay_for
+from telemetra.db.relay.readings import readings_broadcast
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.devices.events import DeviceChanged
 from telemetra.groups.endpoints import router as groups_router
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         events = EventBus()  # subscribers are wired below, before anything can publish
         app.state.events = events
-        relay = None
+        relay = broadcast = None
         try:
             await upgrade(engine)
             await auth_service.seed(engine, settings)
@@ -103,6 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             relay = relay_for(engine, events)
             if relay is not None:
                 await relay.start()
+            # Committed readings to the other processes that ask (telemetra.db.relay.readings).
+            broadcast = readings_broadcast(engine, relay, events, settings.redis_url)
+            app.state.readings_broadcast = broadcast
+            if broadcast is not None:
+                await broadcast.start()
             partitions = Partitions(engine)
             await partitions.ensure(months_around(utcnow()))
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
@@ -143,6 +149,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await writer.stop()
                 await events.stop()
         finally:
+            if broadcast is not None:
+                await broadcast.stop()
             if relay is not None:
                 await relay.stop()
             await engine.dispose()
