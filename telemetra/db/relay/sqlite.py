@@ -19,8 +19,8 @@ from datetime import timedelta
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from telemetra.db.relay import base
 from telemetra.db.relay.base import (
-    PEER_EXPIRY_SECONDS,
     Peer,
     Relay,
     answer_when_everywhere,
@@ -104,7 +104,7 @@ class SqliteRelay(Relay):
 
     async def _applied(self, token: int, deadline: float) -> set[str]:
         while True:
-            since = time.time() - PEER_EXPIRY_SECONDS
+            since = time.time() - base.PEER_EXPIRY_SECONDS
             rows = await self._db.execute_fetchall(
                 "SELECT origin FROM relay_peers WHERE origin != ? AND heard >= ? "
                 "AND position < ?", (self.origin, since, token))
