@@ -1,12 +1,13 @@
 """Process B for the readings broadcast tests: a real process sharing the database that wants
 committed readings of some organizations, as a live view does, and prints what it receives.
 
-    python -m tests.db.readings_probe DATABASE_URL REDIS_URL|- ORG_ID[,ORG_ID...]
+    python -m tests.db.readings_probe DATABASE_URL REDIS_URL|- ORG_ID[,ORG_ID...] [count]
 
 It runs the product's own relay and broadcast (``telemetra.db.relay``), subscribes to
 ``ReadingsCommitted`` and sets its interest, prints ``ready`` then one JSON line per batch
 received (``{"organization_ids": [...], "values": [...]}``). A line ``interest 1,2`` on its
-standard input changes the interest; end of input stops it.
+standard input changes the interest; end of input stops it. ``count`` (bench/relay.py):
+prints only ``{"rows": n}``, the rows received so far, every half second.
 """
 
 import asyncio
@@ -24,7 +25,7 @@ def _ids(text: str) -> list[int]:
     return [int(i) for i in text.split(",") if i.strip()]
 
 
-async def main(database_url: str, redis_url: str, organizations: str) -> None:
+async def main(database_url: str, redis_url: str, organizations: str, mode: str = "") -> None:
     engine = create_engine(database_url)
     bus = EventBus()
     relay = relay_for(engine, bus)
@@ -32,11 +33,21 @@ async def main(database_url: str, redis_url: str, organizations: str) -> None:
     broadcast = readings_broadcast(engine, relay, bus, "" if redis_url == "-" else redis_url)
     await broadcast.start()
 
+    rows = [0]
+
     def received(batch: ReadingsCommitted) -> None:
-        print(json.dumps({"organization_ids": batch.organization_ids,
-                          "values": batch.values}), flush=True)
+        rows[0] += len(batch)
+        if mode != "count":
+            print(json.dumps({"organization_ids": batch.organization_ids,
+                              "values": batch.values}), flush=True)
+
+    async def counts() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            print(json.dumps({"rows": rows[0]}), flush=True)
 
     bus.subscribe(ReadingsCommitted, received)
+    counting = asyncio.create_task(counts()) if mode == "count" else None
     bus.set_interest(ReadingsCommitted, _ids(organizations))
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
@@ -47,10 +58,12 @@ async def main(database_url: str, redis_url: str, organizations: str) -> None:
                 bus.set_interest(ReadingsCommitted, _ids(argument))
                 print("interest set", flush=True)
     finally:
+        if counting is not None:
+            counting.cancel()
         await broadcast.stop()
         await relay.stop()
         await engine.dispose()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:5]))

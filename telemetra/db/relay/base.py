@@ -123,7 +123,7 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         try:
-            await self._leave()
+            await asyncio.wait_for(self._leave(), 2)
         except Exception as exc:  # others forget this process at expiry anyway
             log.warning("could not tell other processes this one stops (%s)",
                         exc.__class__.__name__)

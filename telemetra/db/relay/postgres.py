@@ -26,6 +26,7 @@ PG_PART_BYTES = 7_900
 PING_SECONDS = 5.0  # the listener checks its connection this often (a silent drop)
 BACKOFF_SECONDS = (0.1, 5.0)  # first and longest wait between reconnection attempts
 ACK_POLL_SECONDS = 0.1  # a waiting change looks again at which peers are alive this often
+CONTROL_SECONDS = 5.0  # the longest a heartbeat, an ack or a goodbye may take
 
 
 def connect_args(engine: AsyncEngine) -> dict:
@@ -123,8 +124,13 @@ class PostgresRelay(Relay):
         conn = self._conn
         if conn is None:
             return
-        async with self._lock:
-            await conn.execute("SELECT pg_notify($1, $2)", PEERS_CHANNEL, payload)
+
+        async def send() -> None:
+            async with self._lock:
+                await conn.execute("SELECT pg_notify($1, $2)", PEERS_CHANNEL, payload)
+
+        # Bounded: a stalled connection must not hold heartbeats, acks or a shutdown.
+        await asyncio.wait_for(send(), CONTROL_SECONDS)
 
     async def _beat(self) -> None:
         now = time.monotonic()

@@ -89,6 +89,7 @@ class ReadingsBroadcast:
         self._queue: deque = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._failing = False
 
     async def start(self) -> None:
         await self.transport.start(self.relay.origin, self._received)
@@ -142,12 +143,15 @@ class ReadingsBroadcast:
                     try:
                         await self.transport.send(target, payloads)
                         self.sent_rows += rows[target]
+                        self._failing = False
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
                         self.dropped += len(payloads)
-                        log.warning("readings could not be sent to another process (%s)",
-                                    exc.__class__.__name__)
+                        if not self._failing:  # once, not for every batch while it lasts
+                            log.warning("readings could not be sent to another process (%s); "
+                                        "dropped until it works again", exc.__class__.__name__)
+                        self._failing = True
 
     def _received(self, payload: str | bytes) -> None:
         try:
