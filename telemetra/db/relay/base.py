@@ -32,6 +32,9 @@ MAX_UNIT_BYTES = 1 << 20  # a unit whose events are larger is relayed as CachesS
 HEARTBEAT_SECONDS = 1.0
 PEER_EXPIRY_SECONDS = 3.5  # a peer unheard this long is gone (killed, or hung)
 ANSWER_WAIT_SECONDS = 1.0  # the longest a change waits for every peer to apply it
+# A peer's interests hold longer: sending readings to a process that died costs little, while
+# a live one whose heartbeat is late under load (a busy SQLite writer) must not lose them.
+INTEREST_EXPIRY_SECONDS = 30.0
 
 Wait = Callable[[], Awaitable[None]]
 
@@ -159,15 +162,16 @@ class Relay:
                         "it (waited %.2fs): %s", len(missing), time.monotonic() - started,
                         ", ".join(sorted(missing)))
 
-    def live_peers(self) -> list[Peer]:
-        """The peers heard of within ``PEER_EXPIRY_SECONDS``."""
-        since = self.clock() - PEER_EXPIRY_SECONDS
+    def live_peers(self, expiry: float | None = None) -> list[Peer]:
+        """The peers heard of within ``expiry`` (``PEER_EXPIRY_SECONDS``)."""
+        since = self.clock() - (PEER_EXPIRY_SECONDS if expiry is None else expiry)
         return [peer for peer in self.peers.values() if peer.heard >= since]
 
     def interested(self, name: str) -> dict[str, frozenset[int]]:
-        """The live peers wanting events called ``name`` (outside units of work), and for
-        which organizations."""
-        return {peer.origin: peer.interests[name] for peer in self.live_peers()
+        """The peers wanting events called ``name`` (outside units of work), and for which
+        organizations (heard of within ``INTEREST_EXPIRY_SECONDS``)."""
+        return {peer.origin: peer.interests[name]
+                for peer in self.live_peers(INTEREST_EXPIRY_SECONDS)
                 if peer.interests.get(name)}
 
     async def prune(self) -> None:
