@@ -13,6 +13,7 @@ PYTEST_WORKERS ?= 2
 PG_DEB ?= postgresql-15
 MQTT_DEB ?= mosquitto
 MQTT_CLIENTS_DEB ?= mosquitto-clients
+REDIS_DEB ?= redis-server
 
 VENV_PY = $(VENV)/bin/python
 PIP = $(VENV_PY) -m pip
@@ -22,7 +23,7 @@ PIP = $(VENV_PY) -m pip
 help:
 	@echo "make install       create $(VENV) and install telemetra (editable, locked)"
 	@echo "make install-test  same, with the [test] extra"
-	@echo "make system-deps   apt-get install PostgreSQL server + mosquitto if missing"
+	@echo "make system-deps   apt-get install PostgreSQL server, mosquitto, redis-server if missing"
 	@echo "make run           migrate the database, then serve (TELEMETRA_HOST/_PORT/_WORKERS)"
 	@echo "make test          run the test suite (PYTEST_ARGS='...' to pass options)"
 	@echo "make bench         run benchmarks (bench/ingest.py, bench/queries.py, bench/mqtt.py)"
@@ -52,7 +53,8 @@ $(VENV)/.stamp-install-test: pyproject.toml constraints.txt
 
 # PostgreSQL server binaries (tests start a throwaway cluster with initdb) and
 # the mosquitto MQTT broker with its clients (mosquitto_ctrl initialises the dynamic
-# security plugin for the tests).  Installs only what is missing.
+# security plugin for the tests), and redis-server (tests start throwaway ones for the
+# readings broadcast, tests/redis_server.py).  Installs only what is missing.
 system-deps:
 	@set -e; \
 	pkgs=""; \
@@ -63,7 +65,10 @@ system-deps:
 		pkgs="$$pkgs $(MQTT_DEB)"; \
 	fi; \
 	if ! command -v mosquitto_ctrl >/dev/null 2>&1; then pkgs="$$pkgs $(MQTT_CLIENTS_DEB)"; fi; \
-	if [ -z "$$pkgs" ]; then echo "system-deps: PostgreSQL, mosquitto and its clients present"; exit 0; fi; \
+	if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
+		pkgs="$$pkgs $(REDIS_DEB)"; \
+	fi; \
+	if [ -z "$$pkgs" ]; then echo "system-deps: PostgreSQL, mosquitto, its clients and redis-server present"; exit 0; fi; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
 	else \

@@ -25,6 +25,7 @@ from telemetra.connectors.endpoints import router as connectors_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.db.relay import CachesStale, relay_for
+from telemetra.db.relay.readings import readings_broadcast
 from telemetra.devices.endpoints import router as devices_router
 from telemetra.devices.events import DeviceChanged
 from telemetra.devices.status import report_transitions
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         events = EventBus()  # subscribers are wired below, before anything can publish
         app.state.events = events
-        relay = None
+        relay = broadcast = None
         try:
             await upgrade(engine)
             await auth_service.seed(engine, settings)
@@ -110,6 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             relay = relay_for(engine, events)
             if relay is not None:
                 await relay.start()
+            # Committed readings to the other processes that ask (telemetra.db.relay.readings).
+            broadcast = readings_broadcast(engine, relay, events, settings.redis_url)
+            app.state.readings_broadcast = broadcast
+            if broadcast is not None:
+                await broadcast.start()
             partitions = Partitions(engine)
             await partitions.ensure(months_around(utcnow()))
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
@@ -163,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await events.stop()
                 await webhooks.stop()
         finally:
+            if broadcast is not None:
+                await broadcast.stop()
             if relay is not None:
                 await relay.stop()
             await engine.dispose()

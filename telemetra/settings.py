@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # connection is closed after http_keep_alive_seconds.
     http_header_timeout_seconds: float = Field(default=10, gt=0, le=600)
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=600)
+    # Redis pub/sub carries committed readings to the other processes' live views when set
+    # (redis://host:6379/0); otherwise PostgreSQL NOTIFY, or a table on SQLite.
+    redis_url: str = Field(default="", repr=False)
     # MQTT (off unless mqtt_url is set): mqtt://user:pass@host:1883 or mqtts://...
     mqtt_url: str | None = Field(default=None, repr=False)
     mqtt_prefix: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")

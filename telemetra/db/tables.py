@@ -379,3 +379,26 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
     **NEVER_REUSE_IDS,
 )
+
+# The processes sharing a SQLite file (telemetra.db.relay.sqlite): each one's heartbeat (unix
+# seconds), its interests and how far it has applied relayed_events, so that a change that
+# must be seen everywhere waits for every live process. PostgreSQL uses notifications.
+relay_peers = Table(
+    "relay_peers", metadata,
+    Column("origin", String(32), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("interests", Text, nullable=False),  # JSON {event name: [organization ids]}
+    Column("heard", Float, nullable=False),
+)
+
+# Committed readings for another process sharing a SQLite file (telemetra.db.relay.readings),
+# one row per batch and target process; kept seconds. AUTOINCREMENT: ids in commit order.
+relayed_readings = Table(
+    "relayed_readings", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("target", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", Float, nullable=False),  # unix seconds
+    Index("ix_relayed_readings_target_id", "target", "id"),
+    **NEVER_REUSE_IDS,
+)

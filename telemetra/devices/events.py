@@ -11,7 +11,11 @@ from telemetra.kit.events import event
 class DeviceChanged:
     """A device was created, changed or deleted: whatever a process holds about it (its key,
     its status, its sensors) is stale. ``status`` is the device's status after the change (at
-    deletion, its last); ``status_changed`` says it moved (active, inactive, maintenance)."""
+    deletion, its last); ``status_changed`` says it moved (active, inactive, maintenance).
+    A change to a device (a rotated key, a deactivation) is answered once every process
+    applied it (``telemetra.db.relay``): refused everywhere from its answer on."""
+
+    answer_when_everywhere = True
 
     device_id: int
     organization_id: int

@@ -8,7 +8,7 @@ the connection and never commit.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Callable, Coroutine
+from typing import Annotated, Any, Awaitable, Callable, Coroutine
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -36,19 +36,27 @@ async def open_transaction(engine: AsyncEngine, *, write: bool,
     return conn
 
 
-async def finish(conn: AsyncConnection, bus: EventBus | None, *, commit: bool) -> None:
+Wait = Callable[[], Awaitable[None]]
+
+
+async def finish(conn: AsyncConnection, bus: EventBus | None, *, commit: bool) -> Wait | None:
     """End ``conn``'s unit of work: commit, then publish the events recorded on it; or roll
-    back and drop them (taken off ``conn`` first, so they never outlive it either way). A transport between processes (``bus.stage``) writes them in the
-    transaction just before the commit."""
+    back and drop them (taken off ``conn`` first, so they never outlive it either way). A
+    transport between processes (``bus.stage``) writes them in the transaction just before
+    the commit. Returns what the caller awaits, once ``conn`` is closed, before it answers:
+    for events that say ``answer_when_everywhere``, until every process applied them
+    (bounded: ``telemetra.db.relay``)."""
     events = take_recorded(conn)
     if not commit:
         await conn.rollback()
-        return
+        return None
+    wait = None
     if bus is not None and bus.stage is not None and events:
-        await bus.stage(conn, events)
+        wait = await bus.stage(conn, events)
     await conn.commit()
     if bus is not None:
         bus.publish(events)
+    return wait
 
 
 @asynccontextmanager
@@ -61,26 +69,32 @@ async def write_transaction(engine: AsyncEngine, bus: EventBus | None = None, *,
             await devices.heartbeat(conn, ...)
 
     Commits when the block ends, rolls back if it raises; the events recorded on ``conn``
-    (``kit.events.record``) are published on ``bus`` after the commit, dropped otherwise."""
+    (``kit.events.record``) are published on ``bus`` after the commit, dropped otherwise.
+    A change that must be seen everywhere at once (a rotated key) leaves the block only once
+    every process applied it, or after about a second."""
     conn = await open_transaction(engine, write=True, query_timeout=query_timeout)
+    wait = None
     try:
         try:
             yield conn
         except BaseException:
             await finish(conn, bus, commit=False)
             raise
-        await finish(conn, bus, commit=True)
+        wait = await finish(conn, bus, commit=True)
     finally:
         await conn.close()
+    if wait is not None:
+        await wait()
 
 
-async def _finish(request: Request, *, commit: bool) -> None:
+async def _finish(request: Request, *, commit: bool) -> Wait | None:
     conn: AsyncConnection | None = request.state._state.pop("db_conn", None)
-    if conn is not None:
-        try:
-            await finish(conn, getattr(request.app.state, "events", None), commit=commit)
-        finally:
-            await conn.close()
+    if conn is None:
+        return None
+    try:
+        return await finish(conn, getattr(request.app.state, "events", None), commit=commit)
+    finally:
+        await conn.close()
 
 
 class TransactionalRoute(APIRoute):
@@ -95,7 +109,11 @@ class TransactionalRoute(APIRoute):
             except BaseException:
                 await _finish(request, commit=False)
                 raise
-            await _finish(request, commit=True)
+            wait = await _finish(request, commit=True)
+            if wait is not None:
+                # The connection is back in the pool; the answer waits until every process
+                # applied the change (a rotated key is refused everywhere once answered).
+                await wait()
             return response
 
         return route_handler

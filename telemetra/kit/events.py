@@ -109,17 +109,28 @@ class EventBus:
         self._all_queued: list[_QueuedSubscriber] = []
         # Set by a transport between processes: writes a unit's events in that unit, just
         # before it commits, so other processes get them exactly when the change is visible.
-        self.stage: Callable[[AsyncConnection, list], Awaitable[None]] | None = None
+        # It returns what the unit's owner awaits after the commit before answering (for
+        # events that say ``answer_when_everywhere``: until every process applied them).
+        self.stage: Callable[[AsyncConnection, list],
+                             Awaitable[Callable[[], Awaitable[None]] | None]] | None = None
+        # Set by a transport between processes: called when ``set_interest`` changes.
+        self.interest_changed: Callable[[], None] | None = None
         self.published = 0
         self.dropped: Counter[str] = Counter()
         self._interest: dict[type, frozenset[int]] = {}
+        self._active: dict[type, list[Callable[[], bool]]] = {}
 
     def subscribe(self, kind: type, handler: Handler, *, name: str | None = None,
-                  queue_size: int = 10_000, here_only: bool = False) -> None:
+                  queue_size: int = 10_000, here_only: bool = False,
+                  active: Callable[[], bool] | None = None) -> None:
         """Call ``handler`` with every event of type ``kind`` (or a subclass) published here.
         ``here_only``: only for changes made by this process, not those relayed from others
-        (an outside effect, such as a broker login, that one process is enough to make)."""
+        (an outside effect, such as a broker login, that one process is enough to make).
+        ``active``: for ``wants``, whether the subscriber wants anything right now (a
+        transport to other processes wants readings only while some process asked)."""
         name = name or getattr(handler, "__qualname__", repr(handler))
+        if active is not None:
+            self._active.setdefault(kind, []).append(active)
         if inspect.iscoroutinefunction(handler):
             subscriber = _QueuedSubscriber(name, handler, queue_size, here_only)
             self._queued.setdefault(kind, []).append(subscriber)
@@ -132,8 +143,14 @@ class EventBus:
     def wants(self, kind: type) -> bool:
         """Whether anything here subscribes to events of type ``kind``: a publisher may skip
         building one nobody hears."""
-        return any(issubclass(kind, subscribed)
-                   for subscribed in (*self._inline, *self._queued))
+        for subscribed in {*self._inline, *self._queued}:
+            if issubclass(kind, subscribed):
+                total = len(self._inline.get(subscribed, ())) + len(
+                    self._queued.get(subscribed, ()))
+                conditional = self._active.get(subscribed, ())
+                if total > len(conditional) or any(active() for active in conditional):
+                    return True
+        return False
 
     def set_interest(self, kind: type, organization_ids: Iterable[int]) -> None:
         """The organizations for which this process wants events of type ``kind`` that other
@@ -141,11 +158,20 @@ class EventBus:
         transport between processes sends them here only for those (live sockets held here
         set it as their subscriptions change). Events recorded in a unit of work reach every
         process whatever this says."""
-        self._interest[kind] = frozenset(organization_ids)
+        organization_ids = frozenset(organization_ids)
+        if self._interest.get(kind, frozenset()) == organization_ids:
+            return
+        self._interest[kind] = organization_ids
+        if self.interest_changed is not None:
+            self.interest_changed()  # tell the other processes now, not at the next heartbeat
 
     def interest(self, kind: type) -> frozenset[int]:
         """What ``set_interest`` last said for ``kind`` (nothing, at first)."""
         return self._interest.get(kind, frozenset())
+
+    def interests(self) -> dict[type, frozenset[int]]:
+        """Every kind's interest (for a transport announcing them)."""
+        return dict(self._interest)
 
     async def start(self) -> None:
         for subscriber in self._all_queued:

@@ -8,6 +8,9 @@ from telemetra.kit.events import event
 @event("organization.invalid_tags_changed")
 @dataclass(frozen=True, slots=True)
 class InvalidTagsChanged:
-    """The tags that make a reading invalid in this organization changed."""
+    """The tags that make a reading invalid in this organization changed. Answered once
+    every process applied it."""
+
+    answer_when_everywhere = True
 
     organization_id: int

@@ -79,3 +79,22 @@ def test_a_here_only_subscriber_hears_this_processs_changes_not_relayed_ones():
     bus.publish([ThingChanged(6)], remote=True)  # as a transport hands on another's event
     assert everywhere == [ThingChanged(5), ThingChanged(6)]
     assert here == [ThingChanged(5)]
+
+
+def test_wants_follows_a_subscriber_that_wants_only_at_times_and_interest_is_announced():
+    bus = EventBus()
+    asked = []
+    announced = []
+    bus.interest_changed = lambda: announced.append(bus.interests())
+    assert not bus.wants(ThingChanged)
+    bus.subscribe(ThingChanged, lambda _e: None, active=lambda: bool(asked))
+    assert not bus.wants(ThingChanged)  # a transport to other processes nobody asked of
+    asked.append(1)
+    assert bus.wants(ThingChanged)
+    asked.clear()
+    bus.subscribe(ThingChanged, lambda _e: None)  # an ordinary subscriber: always wants
+    assert bus.wants(ThingChanged)
+    bus.set_interest(ThingChanged, [3, 1])
+    bus.set_interest(ThingChanged, [1, 3])  # unchanged: not announced again
+    bus.set_interest(ThingChanged, [])
+    assert announced == [{ThingChanged: frozenset({1, 3})}, {ThingChanged: frozenset()}]

@@ -15,6 +15,9 @@ from sqlalchemy import func, select, text, update
 from telemetra.db import relay as relay_module
 from telemetra.db.engine import create_engine
 from telemetra.db.relay import CachesStale, relay_for
+from telemetra.db.relay import base as relay_base
+from telemetra.db.relay import postgres as relay_pg
+from telemetra.db.relay import sqlite as relay_sqlite
 from telemetra.db.tables import relayed_events
 from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus, event, record
@@ -124,7 +127,7 @@ def test_large_units_arrive_whole_and_oversized_ones_as_stale(database_url, monk
         async with Process(database_url) as a, Process(database_url) as b:
             await a.commit(big, Changed(8))
             await b.wait_for(Changed(8))
-            monkeypatch.setattr(relay_module, "MAX_UNIT_BYTES", 20_000)
+            monkeypatch.setattr(relay_base, "MAX_UNIT_BYTES", 20_000)
             await a.commit(big)
             await b.wait_for(CachesStale("a unit of work's events were too large"))
             await a.commit(Changed(9))
@@ -132,7 +135,7 @@ def test_large_units_arrive_whole_and_oversized_ones_as_stale(database_url, monk
             return b.seen
 
     seen = run(scenario())
-    assert len(relay_module.encode([big])) > 3 * relay_module.PG_PART_BYTES
+    assert len(relay_module.encode([big])) > 3 * relay_pg.PG_PART_BYTES
     assert seen[:2] == [big, Changed(8)]
     assert [type(x) for x in seen] == [Changed, Changed, CachesStale, Changed]
 
@@ -160,7 +163,7 @@ def test_an_event_this_process_cannot_read_makes_its_caches_stale(database_url):
                                                                       messages=unknown))
                 else:
                     await conn.execute(text("SELECT pg_notify(:c, :p)"),
-                                       {"c": relay_module.CHANNEL,
+                                       {"c": relay_pg.CHANNEL,
                                         "p": f"other 0 0 1 {unknown}"})
             started = time.monotonic()
             while not b.seen and time.monotonic() - started < 2:
@@ -175,7 +178,7 @@ def test_an_event_this_process_cannot_read_makes_its_caches_stale(database_url):
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # its own transport
 def test_postgresql_listener_reconnects_and_caches_are_told_to_forget(database_url,
                                                                       monkeypatch):
-    monkeypatch.setattr(relay_module, "BACKOFF_SECONDS", (0.05, 0.2))
+    monkeypatch.setattr(relay_pg, "BACKOFF_SECONDS", (0.05, 0.2))
 
     async def scenario():
         async with Process(database_url) as a, Process(database_url) as b:
@@ -194,7 +197,7 @@ def test_postgresql_listener_reconnects_and_caches_are_told_to_forget(database_u
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # its own transport
 def test_sqlite_rows_pruned_before_they_were_read_make_caches_stale(database_url, monkeypatch):
-    monkeypatch.setattr(relay_module, "POLL_SECONDS", 3600)  # b polls only when told here
+    monkeypatch.setattr(relay_sqlite, "POLL_SECONDS", 3600)  # b polls only when told here
 
     async def scenario():
         async with Process(database_url) as a, Process(database_url) as b:
@@ -271,7 +274,7 @@ def test_caches_stale_makes_the_app_forget_what_it_cached(client, api, root, dat
                         origin="other", messages='[{"event":"unknown.kind","data":{}}]'))
                 else:
                     await conn.execute(text("SELECT pg_notify(:c, 'other 0 0 1 [{}]')"),
-                                       {"c": relay_module.CHANNEL})
+                                       {"c": relay_pg.CHANNEL})
         finally:
             await engine.dispose()
 
