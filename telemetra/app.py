@@ -37,6 +37,8 @@ from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.openapi import install_problem_openapi
 from telemetra.kit.problems import install_problem_handlers
 from telemetra.kit.timeutil import utcnow
+from telemetra.live.endpoints import router as live_router
+from telemetra.live.hub import Hub
 from telemetra.mqtt.bridge import MqttBridge
 from telemetra.orgs.endpoints import router as orgs_router
 from telemetra.orgs.events import InvalidTagsChanged
@@ -59,7 +61,7 @@ COMMAND_EXPIRY_SECONDS = 5.0
 FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_router,
                    devices_router, commands_router, sensors_router, groups_router,
                    readings_router, connectors_router, analytics_router, admin_router,
-                   system_router)
+                   system_router, live_router)
 
 
 async def expire_commands(engine, events: EventBus) -> None:
@@ -113,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                    settings.device_key_cache_seconds)
             keep_caches_true(events, app.state.device_keys, app.state.ingestor)
             app.state.partitions = partitions
+            app.state.live = Hub(app, events, queue_size=settings.live_queue_messages)
+            app.state.live.wire()
             mqtt = (MqttBridge(settings, engine, app.state.ingestor, events)
                     if settings.mqtt_url else None)
             app.state.mqtt = mqtt
@@ -126,6 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        lambda: expire_commands(engine, events))
             if relay is not None:
                 jobs.every(settings.maintenance_seconds, "relayed events", relay.prune)
+            # Logout and password changes record no event: sockets' tokens are checked again.
+            jobs.every(settings.live_recheck_seconds, "live sockets' tokens",
+                       app.state.live.recheck_all)
             await events.start()
             if mqtt is not None:
                 await mqtt.start()
@@ -151,7 +158,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Telemetra",
         version=__version__,
         description="Open-source IoT device and telemetry platform. Errors are "
-                    "`application/problem+json` with a stable `code`.",
+                    "`application/problem+json` with a stable `code`.\n\n"
+                    "**Live data** (WebSocket, not listed below as OpenAPI cannot describe "
+                    "sockets): `/api/v1/ws?token=<access token>` (or a first "
+                    '`{"type": "auth", "token": ...}` message within 10 s), then '
+                    '`{"type": "subscribe", "id"?, "topic": "readings" | "device-status" | '
+                    '"alerts" | "commands", "device_id"? | "site_id"? | "group_id"?, '
+                    '"keys"?: [...]}`, `{"type": "unsubscribe", "id"}`, `{"type": "ping"}`. '
+                    "`/api/v1/ws/live-data`, `/api/v1/ws/device-status` and `/api/v1/ws/alerts` "
+                    "are subscribed to one topic for the whole organization. Under the API's "
+                    "base path like every route but `/health` and `/metrics`; see the README, "
+                    "Live data.",
         lifespan=lifespan,
     )
     app.state.settings = settings
