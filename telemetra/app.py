@@ -115,7 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                    settings.device_key_cache_seconds)
             keep_caches_true(events, app.state.device_keys, app.state.ingestor)
             app.state.partitions = partitions
-            app.state.live = Hub(app, events, queue_size=settings.live_queue_messages)
+            app.state.live = Hub(app, events, queue_size=settings.live_queue_messages,
+                                 flush_seconds=settings.live_flush_seconds)
             app.state.live.wire()
             mqtt = (MqttBridge(settings, engine, app.state.ingestor, events)
                     if settings.mqtt_url else None)
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await mqtt.stop()
                 await jobs.stop()
                 await writer.stop()
+                await app.state.live.stop()
                 await events.stop()
         finally:
             if relay is not None:

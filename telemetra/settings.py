@@ -71,9 +71,12 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(default=10, gt=0, le=600)
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=600)
     # Live sockets: messages queued per socket (past it the oldest are dropped for that socket
-    # alone, which then gets "lagged"), and how often their tokens are checked again.
+    # alone, which then gets "lagged"), how often their tokens are checked again, and how
+    # often readings are sent at most.
     live_queue_messages: int = Field(default=1000, ge=1, le=1_000_000)
     live_recheck_seconds: float = Field(default=30, gt=0, le=3600)
+    # Readings committed faster than this are sent together (one message per device).
+    live_flush_seconds: float = Field(default=0.1, ge=0, le=5)
     # MQTT (off unless mqtt_url is set): mqtt://user:pass@host:1883 or mqtts://...
     mqtt_url: str | None = Field(default=None, repr=False)
     mqtt_prefix: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
