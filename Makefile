@@ -26,7 +26,7 @@ help:
 	@echo "make system-deps   apt-get install PostgreSQL server, mosquitto, redis-server if missing"
 	@echo "make run           migrate the database, then serve (TELEMETRA_HOST/_PORT/_WORKERS)"
 	@echo "make test          run the test suite (PYTEST_ARGS='...' to pass options)"
-	@echo "make bench         run benchmarks (bench/ingest.py, bench/queries.py, bench/mqtt.py)"
+	@echo "make bench         run benchmarks (bench/ingest.py, queries.py, mqtt.py, live.py)"
 	@echo "make lock          regenerate constraints.txt from a fresh venv"
 	@echo "make clean         remove $(VENV) and caches"
 
@@ -107,6 +107,7 @@ bench: install-test
 	$(VENV_PY) bench/ingest.py
 	$(VENV_PY) bench/queries.py
 	$(VENV_PY) bench/mqtt.py
+	$(VENV_PY) bench/live.py
 
 # Resolve the direct pins in pyproject.toml (+ [test]) afresh, without the old
 # lock, in a throwaway venv, and freeze the result.

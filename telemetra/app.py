@@ -44,6 +44,8 @@ from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.openapi import install_problem_openapi
 from telemetra.kit.problems import install_problem_handlers
 from telemetra.kit.timeutil import utcnow
+from telemetra.live.endpoints import router as live_router
+from telemetra.live.hub import Hub
 from telemetra.mqtt.bridge import MqttBridge
 from telemetra.orgs.endpoints import router as orgs_router
 from telemetra.orgs.events import InvalidTagsChanged
@@ -67,7 +69,7 @@ REACTION_SECONDS = 1.0  # device status, due for_seconds alerts, webhook deliver
 FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_router,
                    devices_router, commands_router, sensors_router, groups_router,
                    readings_router, connectors_router, analytics_router, rules_router,
-                   alerts_router, admin_router, system_router)
+                   alerts_router, admin_router, system_router, live_router)
 
 
 async def expire_commands(engine, events: EventBus) -> None:
@@ -133,6 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await webhooks.start()
             app.state.webhooks = webhooks
             app.state.partitions = partitions
+            app.state.live = Hub(app, events, queue_size=settings.live_queue_messages,
+                                 flush_seconds=settings.live_flush_seconds)
+            app.state.live.wire()
             mqtt = (MqttBridge(settings, engine, app.state.ingestor, events)
                     if settings.mqtt_url else None)
             app.state.mqtt = mqtt
@@ -150,6 +155,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                                                      events))
             jobs.every(REACTION_SECONDS, "alerts due", evaluator.promote_due)
             jobs.every(REACTION_SECONDS, "webhooks", webhooks.run_once)
+            # Logout and password changes record no event: sockets' tokens are checked again.
+            jobs.every(settings.live_recheck_seconds, "live sockets' tokens",
+                       app.state.live.recheck_all)
             await events.start()
             if mqtt is not None:
                 await mqtt.start()
@@ -166,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await jobs.stop()
                 await writer.stop()
                 await app.state.ingestor.close()
+                await app.state.live.stop()
                 await events.stop()
                 await webhooks.stop()
         finally:
@@ -179,7 +188,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Telemetra",
         version=__version__,
         description="Open-source IoT device and telemetry platform. Errors are "
-                    "`application/problem+json` with a stable `code`.",
+                    "`application/problem+json` with a stable `code`.\n\n"
+                    "**Live data** (WebSocket, not listed below as OpenAPI cannot describe "
+                    "sockets): `/api/v1/ws?token=<access token>` (or a first "
+                    '`{"type": "auth", "token": ...}` message within 10 s), then '
+                    '`{"type": "subscribe", "id"?, "topic": "readings" | "device-status" | '
+                    '"alerts" | "commands", "device_id"? | "site_id"? | "group_id"?, '
+                    '"keys"?: [...]}`, `{"type": "unsubscribe", "id"}`, `{"type": "ping"}`. '
+                    "`/api/v1/ws/live-data`, `/api/v1/ws/device-status` and `/api/v1/ws/alerts` "
+                    "are subscribed to one topic for the whole organization. Under the API's "
+                    "base path like every route but `/health` and `/metrics`; see the README, "
+                    "Live data.",
         lifespan=lifespan,
     )
     app.state.settings = settings

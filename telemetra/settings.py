@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     # Redis pub/sub carries committed readings to the other processes' live views when set
     # (redis://host:6379/0); otherwise PostgreSQL NOTIFY, or a table on SQLite.
     redis_url: str = Field(default="", repr=False)
+    # Live sockets: messages queued per socket (past it the oldest are dropped for that socket
+    # alone, which then gets "lagged"), how often their tokens are checked again, and how
+    # often readings are sent at most.
+    live_queue_messages: int = Field(default=1000, ge=1, le=1_000_000)
+    live_recheck_seconds: float = Field(default=30, gt=0, le=3600)
+    # Readings committed faster than this are sent together (one message per device).
+    live_flush_seconds: float = Field(default=0.1, ge=0, le=5)
     # MQTT (off unless mqtt_url is set): mqtt://user:pass@host:1883 or mqtts://...
     mqtt_url: str | None = Field(default=None, repr=False)
     mqtt_prefix: str = Field(default="telemetra", pattern=r"^[A-Za-z0-9_.-]{1,64}$")

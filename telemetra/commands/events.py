@@ -19,3 +19,17 @@ class CommandQueued:
     device_id: int
     organization_id: int
     message: Any  # the MQTT payload (commands.service.command_message): plain JSON types
+
+
+@event("command.changed")
+@dataclass(frozen=True, slots=True)
+class CommandChanged:
+    """A command was created or its status changed (delivered, succeeded, failed, cancelled,
+    expired). ``command`` is its public shape (API.md, Commands) in plain JSON types, as live
+    sockets send it. Relayed to every process (it carries no secret)."""
+
+    command_id: int
+    device_id: int
+    organization_id: int
+    status: str
+    command: dict[str, Any]

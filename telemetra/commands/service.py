@@ -13,8 +13,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.auth.principals import AuthDevice
-from telemetra.commands.events import CommandQueued
-from telemetra.commands.schemas import CommandCreate, CommandOutcome, CommandStatus
+from telemetra.commands.events import CommandChanged, CommandQueued
+from telemetra.commands.schemas import Command, CommandCreate, CommandOutcome, CommandStatus
 from telemetra.db.tables import commands
 from telemetra.devices.service import device_for, get_device, touch
 from telemetra.kit.errors import Conflict, Invalid, NotFound
@@ -86,6 +86,7 @@ async def _transition(conn: AsyncConnection, organization_id: int, command: RowM
     current = await _get(conn, organization_id, command["device_id"], command["id"], now)
     if changed is None:
         _ensure_open(current, doing)  # finished meanwhile: 409 naming its status now
+    _changed(conn, organization_id, current)
     return dict(current)
 
 
@@ -102,6 +103,7 @@ async def create_command(conn: AsyncConnection, organization_id: int, user_id: i
     ).returning(commands.c.id))
     command = dict(await _get(conn, organization_id, device_id, command_id, now))
     record(conn, CommandQueued(command_id, device_id, organization_id, command_message(command)))
+    _changed(conn, organization_id, command)
     return command
 
 
@@ -145,6 +147,8 @@ async def deliver_pending(conn: AsyncConnection, device: AuthDevice, device_id: 
         .where(commands.c.id.in_(page_ids), commands.c.status == CommandStatus.queued.value)
         .values(status=CommandStatus.delivered.value, delivered_at=now, updated_at=now)
         .returning(*commands.c))).mappings().all()
+    for row in claimed:
+        _changed(conn, device.organization_id, row)
     left = await conn.scalar(select(func.count()).where(_pending(device_id, now)))
     await touch(conn, await get_device(conn, device.organization_id, device_id), now)
     items = sorted(claimed, key=lambda row: (row["created_at"], row["id"]))
@@ -212,12 +216,22 @@ async def cancel_command(conn: AsyncConnection, organization_id: int, device_id:
 async def expire_due(conn: AsyncConnection, now: datetime) -> int:
     """Record as ``expired`` every open command whose ``expires_at`` is not after ``now``, as
     of that moment (as reads showed it already); returns how many."""
-    done = await conn.execute(
+    expired = (await conn.execute(
         update(commands)
         .where(commands.c.status.in_(OPEN), commands.c.expires_at <= now)
         .values(status=CommandStatus.expired.value, completed_at=commands.c.expires_at,
-                updated_at=commands.c.expires_at))
-    return done.rowcount
+                updated_at=commands.c.expires_at)
+        .returning(*commands.c))).mappings().all()
+    for row in expired:
+        _changed(conn, row["organization_id"], row)
+    return len(expired)
+
+
+def _changed(conn: AsyncConnection, organization_id: int, row) -> None:
+    """Record that the command ``row`` (as it is now) was created or changed status."""
+    public = Command.model_validate(dict(row)).model_dump(mode="json")
+    record(conn, CommandChanged(row["id"], row["device_id"], organization_id, row["status"],
+                                public))
 
 
 def _iso(moment: datetime | None) -> str | None:

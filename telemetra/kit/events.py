@@ -140,6 +140,21 @@ class EventBus:
         else:
             self._inline.setdefault(kind, []).append((name, handler, here_only))
 
+    def unsubscribe(self, kind: type, handler: Handler) -> None:
+        """Stop handing events of type ``kind`` to ``handler`` (a queued one's task ends and
+        what it held is dropped); with nothing left for ``kind``, ``wants`` says so again."""
+        inline = [entry for entry in self._inline.get(kind, ()) if entry[1] != handler]
+        queued = [s for s in self._queued.get(kind, ()) if s.handler != handler]
+        for subscriber in [s for s in self._queued.get(kind, ()) if s.handler == handler]:
+            self._all_queued.remove(subscriber)
+            if subscriber.task is not None:
+                subscriber.task.cancel()
+        for table, left in ((self._inline, inline), (self._queued, queued)):
+            if left:
+                table[kind] = left
+            else:
+                table.pop(kind, None)
+
     def wants(self, kind: type) -> bool:
         """Whether anything here subscribes to events of type ``kind``: a publisher may skip
         building one nobody hears."""

@@ -15,9 +15,11 @@ from telemetra.auth.schemas import UserCreate, UserUpdate
 from telemetra.auth.service import insert_user, revoke_user_sessions
 from telemetra.db.tables import users
 from telemetra.kit.errors import Conflict, Forbidden
+from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
+from telemetra.users.events import UserChanged
 
 USER_COLUMNS = [c for c in users.c if c.name != "password_hash"]
 
@@ -105,13 +107,15 @@ async def update_user(conn: AsyncConnection, actor: AuthUser, user_id: int,
     if values:
         await conn.execute(update(users).where(users.c.id == user_id)
                            .values(**values, updated_at=utcnow()))
-    return await get_user(conn, actor.organization_id, user_id)
+    return _changed(conn, await get_user(conn, actor.organization_id, user_id))
 
 
 async def delete_user(conn: AsyncConnection, actor: AuthUser, user_id: int) -> None:
     target = await get_user(conn, actor.organization_id, user_id)
     await _check_removable(conn, actor, target, "delete")
     await conn.execute(delete(users).where(users.c.id == user_id))
+    record(conn, UserChanged(user_id, target["organization_id"], False, target["role"],
+                             deleted=True))
 
 
 async def set_active(conn: AsyncConnection, actor: AuthUser, user_id: int,
@@ -126,4 +130,11 @@ async def set_active(conn: AsyncConnection, actor: AuthUser, user_id: int,
         _check_may_manage(actor, target)
     await conn.execute(update(users).where(users.c.id == user_id)
                        .values(is_active=active, updated_at=utcnow()))
-    return await get_user(conn, actor.organization_id, user_id)
+    return _changed(conn, await get_user(conn, actor.organization_id, user_id))
+
+
+def _changed(conn: AsyncConnection, user: RowMapping) -> RowMapping:
+    """Record that ``user`` (as it is now) changed: its live sockets are checked again."""
+    record(conn, UserChanged(user["id"], user["organization_id"], bool(user["is_active"]),
+                             user["role"]))
+    return user
