@@ -243,14 +243,7 @@ class Ingestor:
         measured from. ``source.screen``: ``body`` is a list of ``Reading`` built elsewhere,
         whose rejections' indexes are positions in it."""
         now = now or utcnow()
-        if source.screen:
-            readings, rejected = screen_readings(body, self.limits, now)
-        else:
-            readings, rejected = decode_body(body, value_key=source.value_key,
-                                             byte_order=source.byte_order,
-                                             expect=source.expect, limits=self.limits, now=now)
-        if source.max_age_seconds is not None:
-            _tag_too_old(readings, now - timedelta(seconds=source.max_age_seconds))
+        readings, rejected = self._decoded(body, source, now)
         rows = await self._rows(target, readings, now, rejected)
         if not rows and rejected and source.refuse_empty:
             raise NothingStored(rejected)
