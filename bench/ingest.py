@@ -14,7 +14,8 @@ Prints, for PostgreSQL and SQLite:
    request for a random device with its own key and one random sensor, after a warm-up pass in
    which every sensor is seen; printed beside the one-device figure with the ratio, and the
    resident memory of the server's processes at the start and the end of the measured seconds
-   (flat: nothing grows once every sensor has been seen).
+   (flat: nothing grows once every sensor has been seen). Fleet and one device alternate,
+   BENCH_FLEET_ROUNDS (2) times each, in the same minutes: the ratio is theirs.
     BENCH_PHASES=batch,single,fleet picks phases (all by default); BENCH_PYSPY=/tmp/f.txt
     records the server during the fleet phase (py-spy's folded stacks); BENCH_SUBSCRIBER=1
     gives every server process a trivial ReadingsCommitted subscriber (bench/subscriber), so
@@ -51,6 +52,7 @@ BACKENDS = os.environ.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")
 PROFILE = os.environ.get("BENCH_PYSPY")  # a file: py-spy's folded stacks of the fleet phase
 PHASES = os.environ.get("BENCH_PHASES", "batch,single,fleet").split(",")
 SUBSCRIBER = os.environ.get("BENCH_SUBSCRIBER") == "1"
+FLEET_ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "2"))
 BENCH = Path(__file__).resolve().parent
 if SUBSCRIBER:  # the server's processes (and uvicorn's spawned workers) inherit it
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -231,14 +233,17 @@ def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
             out.update(single_rps=single["rps"], single_p99_ms=single["p99_ms"],
                        single_non2xx=single["non2xx"], single_disk=disk.summary())
         if "fleet" in PHASES:
-            out.update(fleet_run(server, database_url, workdir))
+            out.update(fleet_run(server, database_url, workdir, env))
     finally:
         server.stop()
     return out
 
 
-def fleet_run(server: Server, database_url: str, workdir: Path) -> dict:
-    """Phase 3: the one-reading load from a fleet of devices."""
+def fleet_run(server: Server, database_url: str, workdir: Path, one_device: dict) -> dict:
+    """Phase 3: the one-reading load from a fleet of devices, alternating with the same load
+    from one device (``one_device``: its wrk environment) FLEET_ROUNDS times, so both
+    figures come from the same minutes and the machine's drift shows as spread, not as a
+    ratio."""
     headers = server.login()
     organization_id = httpx.get(server.base + API + "/organizations/me",
                                 headers=headers).json()["id"]
@@ -260,14 +265,24 @@ def fleet_run(server: Server, database_url: str, workdir: Path) -> dict:
              "--format", "raw", "-d", str(int(SECONDS) - 2), "-o", PROFILE,
              "--pid", str(server.process.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fleet_runs, one_runs = [], []
     with DiskProbe(workdir) as disk:
-        fleet_load = wrk("fleet.lua", server.base, 32, {**env, "BENCH_BASE": "2000000000"})
-    if profile is not None:
-        profile.wait(60)
+        for round_ in range(FLEET_ROUNDS):
+            base = 2_000_000_000 + round_ * 1_000_000  # each run a time window of its own
+            fleet_runs.append(wrk("fleet.lua", server.base, 32,
+                                  {**env, "BENCH_BASE": str(base)}))
+            if round_ == 0 and profile is not None:
+                profile.wait(60)
+            one_runs.append(wrk("single.lua", server.base, 32,
+                                {**one_device, "BENCH_BASE": str(base + 500_000)}))
     rss_end = tree_rss_mb(server.process.pid)
     return {"fleet_devices": len(fleet), "fleet_created_s": created_s,
-            "fleet_warm_rps": warm_rps, "fleet_rps": fleet_load["rps"],
-            "fleet_p99_ms": fleet_load["p99_ms"], "fleet_non2xx": fleet_load["non2xx"],
+            "fleet_warm_rps": warm_rps,
+            "fleet_rps": sum(r["rps"] for r in fleet_runs) / len(fleet_runs),
+            "fleet_each": [r["rps"] for r in fleet_runs],
+            "fleet_one_each": [r["rps"] for r in one_runs],
+            "fleet_p99_ms": max(r["p99_ms"] for r in fleet_runs),
+            "fleet_non2xx": sum(r["non2xx"] for r in fleet_runs),
             "fleet_disk": disk.summary(), "fleet_rss_start_mb": rss_start,
             "fleet_rss_end_mb": rss_end}
 
@@ -294,9 +309,11 @@ def report(backend: str, ours: dict, baseline: float | None, bare: dict | None,
               f"{ours['fleet_warm_rps']:,.0f} req/s): {ours['fleet_rps']:,.0f} req/s, p99 "
               f"{ours['fleet_p99_ms']:.1f} ms (non-2xx {ours['fleet_non2xx']})")
         print(f"  the disk meanwhile: {ours['fleet_disk']}")
-        print(f"  one device: {ours['single_rps']:,.0f} req/s, p99 "
-              f"{ours['single_p99_ms']:.1f} ms; ratio fleet/one device: "
-              f"{ours['fleet_rps'] / ours['single_rps']:.2f}")
+        fleet_each, one_each = ours["fleet_each"], ours["fleet_one_each"]
+        print("  alternating with one device, req/s: " + ", ".join(
+            f"fleet {f:,.0f} / one {o:,.0f}" for f, o in zip(fleet_each, one_each)))
+        print(f"  ratio fleet/one device: {sum(fleet_each) / sum(one_each):.2f} (each round: "
+              + ", ".join(f"{f / o:.2f}" for f, o in zip(fleet_each, one_each)) + ")")
         print(f"  server RSS (all processes): {ours['fleet_rss_start_mb']:.1f} MB at the "
               f"start, {ours['fleet_rss_end_mb']:.1f} MB at the end of the measured seconds")
 
