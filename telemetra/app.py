@@ -19,6 +19,7 @@ from telemetra.analytics.endpoints import router as analytics_router
 from telemetra.auth import service as auth_service
 from telemetra.auth.devicekeys import DeviceKeyCache
 from telemetra.auth.endpoints import router as auth_router
+from telemetra.auth.passwords import use_test_parameters
 from telemetra.commands.endpoints import router as commands_router
 from telemetra.commands.service import expire_due
 from telemetra.connectors.endpoints import router as connectors_router
@@ -52,7 +53,7 @@ from telemetra.orgs.events import InvalidTagsChanged
 from telemetra.readings.endpoints import router as readings_router
 from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.sensors.events import SensorChanged
-from telemetra.settings import Settings, get_settings
+from telemetra.settings import Environment, Settings, get_settings
 from telemetra.sites.endpoints import router as sites_router
 from telemetra.system.endpoints import health_router
 from telemetra.system.endpoints import router as system_router
@@ -97,6 +98,8 @@ def keep_caches_true(events: EventBus, device_keys: DeviceKeyCache, ingestor: In
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if settings.env == Environment.test:
+        use_test_parameters()  # cheap password hashes: see telemetra.auth.passwords
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

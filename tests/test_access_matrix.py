@@ -31,12 +31,10 @@ from dataclasses import dataclass, field
 
 import jwt
 import pytest
-from argon2 import PasswordHasher
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from telemetra.app import create_app
-from telemetra.auth import passwords
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, make_settings
 from tests.helpers import Api, bearer, device_key, unique
 
@@ -706,13 +704,9 @@ def build_world(api: Api, settings) -> World:
 @pytest.fixture(scope="module")
 def world(databases) -> World:
     settings = make_settings(databases.new(), signup_mode="tenant")
-    with pytest.MonkeyPatch.context() as patch:
-        # Who may call what does not depend on how costly a password hash is: a cheap Argon2
-        # (same code path, small parameters) keeps the ~150 logins and user creations fast.
-        patch.setattr(passwords, "_hasher",
-                      PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-            yield build_world(Api(client), settings)
+    # (env "test": cheap Argon2 parameters keep the ~150 logins and user creations fast)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield build_world(Api(client), settings)
 
 
 def _assert_refusal(response, status: int) -> None:
