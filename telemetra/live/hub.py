@@ -28,6 +28,7 @@ from telemetra.commands.events import CommandChanged
 from telemetra.db.relay import CachesStale
 from telemetra.db.tables import devices, groups, sites
 from telemetra.devices.events import DeviceChanged, DeviceStatusChanged
+from telemetra.groups.events import GroupMembersChanged
 from telemetra.ingest.events import ReadingsCommitted
 from telemetra.kit.errors import Conflict, Invalid, NotFound, Unauthorized
 from telemetra.kit.events import EventBus
@@ -75,6 +76,8 @@ class Hub:
                       name="live sensors")
         bus.subscribe(DeviceChanged, lambda c: self.directory.forget_device(c.device_id),
                       name="live devices")
+        bus.subscribe(GroupMembersChanged, lambda _c: self.directory.forget_groups(),
+                      name="live groups")
 
     async def stop(self) -> None:
         """At shutdown (the sockets are closed by then): stop a pending send of readings."""
