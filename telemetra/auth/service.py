@@ -17,10 +17,12 @@ from telemetra.auth.schemas import PasswordChange, SignupRequest
 from telemetra.db.tables import new_security_stamp, refresh_tokens, users
 from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import Conflict, Forbidden, Unauthorized
+from telemetra.kit.events import record
 from telemetra.kit.secrets import token_hash
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs import service as orgs
 from telemetra.settings import Settings, SignupMode
+from telemetra.users.events import UserChanged
 
 log = logging.getLogger("telemetra.auth")
 
@@ -158,6 +160,7 @@ async def logout(conn: AsyncConnection, user: AuthUser, refresh_token: str | Non
             refresh_tokens.c.user_id == user.id))
         if family is not None and family != user.session_id:
             await revoke_family(conn, family)
+    _sessions_ended(conn, user)
 
 
 async def change_password(conn: AsyncConnection, user: AuthUser, body: PasswordChange,
@@ -172,7 +175,14 @@ async def change_password(conn: AsyncConnection, user: AuthUser, body: PasswordC
         password_hash=await hash_password_async(body.new_password), security_stamp=stamp,
         updated_at=utcnow()))
     await revoke_user_sessions(conn, user.id)  # and every refresh token
+    _sessions_ended(conn, user)
     return await issue_tokens(conn, user.id, stamp, settings, family=user.session_id)
+
+
+def _sessions_ended(conn: AsyncConnection, user: AuthUser) -> None:
+    """Some of ``user``'s tokens stopped working: what holds one (a live socket, closed with
+    4401) is checked again at once, in every process, rather than at its next periodic check."""
+    record(conn, UserChanged(user.id, user.organization_id, True, user.role.value))
 
 
 async def ensure_superadmin(conn: AsyncConnection, settings: Settings) -> None:

@@ -1,21 +1,20 @@
 """What live messages need and events do not carry: a sensor's key and unit, a device's name,
 site and groups. Read from the database in one query per kind for what is not cached.
 
-Sensors are forgotten on ``SensorChanged``, devices on ``DeviceChanged`` (the hub wires it),
-so neither needs an expiry for what events tell. Group membership records no event, so a device's groups are trusted for
-``GROUPS_SECONDS`` at most: a device added to a group reaches that group's subscriptions
-within that time. A read that overlaps a change is not cached (the generation moved).
+Sensors are forgotten on ``SensorChanged``, devices on ``DeviceChanged``, every device's
+groups on ``GroupMembersChanged`` (the hub wires them), so nothing needs an expiry: a device
+added to a group reaches that group's subscriptions with the next event after the change. A
+read that overlaps a change is not cached (the generation moved).
 """
 
 from dataclasses import dataclass
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra.db.tables import devices, group_members, sensors
 
-GROUPS_SECONDS = 30.0
 _CHUNK = 500  # ids per IN list
 
 
@@ -35,7 +34,7 @@ class Directory:
     def __init__(self, engine: AsyncEngine, size: int = 100_000) -> None:
         self.engine = engine
         self._sensors: LRUCache[int, SensorInfo] = LRUCache(size)
-        self._devices: TTLCache[int, DeviceInfo] = TTLCache(size, GROUPS_SECONDS)
+        self._devices: LRUCache[int, DeviceInfo] = LRUCache(size)
         self._generation = 0
 
     def forget_sensor(self, sensor_id: int) -> None:
@@ -47,6 +46,12 @@ class Directory:
         with ``SensorChanged``; ids are never reused, so a deleted one's entry is harmless."""
         self._generation += 1
         self._devices.pop(device_id, None)
+
+    def forget_groups(self) -> None:
+        """A group gained or lost devices, or went: the event does not say which devices, and
+        a device's entry is little to read again."""
+        self._generation += 1
+        self._devices.clear()
 
     def clear(self) -> None:
         self._generation += 1

@@ -28,6 +28,7 @@ from telemetra.commands.events import CommandChanged
 from telemetra.db.relay import CachesStale
 from telemetra.db.tables import devices, groups, sites
 from telemetra.devices.events import DeviceChanged, DeviceStatusChanged
+from telemetra.groups.events import GroupMembersChanged
 from telemetra.ingest.events import ReadingsCommitted
 from telemetra.kit.errors import Conflict, Invalid, NotFound, Unauthorized
 from telemetra.kit.events import EventBus
@@ -75,6 +76,8 @@ class Hub:
                       name="live sensors")
         bus.subscribe(DeviceChanged, lambda c: self.directory.forget_device(c.device_id),
                       name="live devices")
+        bus.subscribe(GroupMembersChanged, lambda _c: self.directory.forget_groups(),
+                      name="live groups")
 
     async def stop(self) -> None:
         """At shutdown (the sockets are closed by then): stop a pending send of readings."""
@@ -256,32 +259,46 @@ class Hub:
     # Credentials: a socket lives only as long as its token and its user's access
 
     async def _on_user(self, changed: UserChanged) -> None:
-        await asyncio.gather(*(self.recheck(c) for c in list(self.connections.values())
-                               if c.user.id == changed.user_id))
+        await self._recheck_many([c for c in list(self.connections.values())
+                                  if c.user.id == changed.user_id])
 
     async def _on_stale(self, _stale: CachesStale) -> None:
         self.directory.clear()
         await self.recheck_all()  # a UserChanged may be among what was missed
 
     async def recheck_all(self) -> None:
-        """Check every socket's token again (a periodic job: logout, password change)."""
-        for connection in list(self.connections.values()):
-            await self.recheck(connection)
+        """Check every socket's token again (a periodic job: what no event told, an expiry)."""
+        await self._recheck_many(list(self.connections.values()))
+
+    async def _recheck_many(self, connections: list[Connection]) -> None:
+        """``recheck`` each of ``connections``, a token once however many sockets share it
+        (a dashboard's sockets do: 200 sockets were 200 queries a period, now one)."""
+        by_token: dict[str, list[Connection]] = defaultdict(list)
+        for connection in connections:
+            if connection.closing is None:
+                by_token[connection.token].append(connection)
+        for token, held in by_token.items():  # one at a time: one pooled connection
+            await self._recheck_token(token, held)
 
     async def recheck(self, connection: Connection) -> None:
         """Close ``connection`` (4401) if its token no longer works; else take the user's
         role as it is now (an admin demoted stops seeing invalid readings)."""
-        if connection.closing is not None:
-            return
+        if connection.closing is None:
+            await self._recheck_token(connection.token, [connection])
+
+    async def _recheck_token(self, token: str, connections: list[Connection]) -> None:
         try:
-            user, _ = await authenticate(self.app, connection.token)
+            user, _ = await authenticate(self.app, token)
         except Unauthorized as exc:
-            connection.close(CLOSE_UNAUTHORIZED, exc.detail)
+            for connection in connections:
+                connection.close(CLOSE_UNAUTHORIZED, exc.detail)
             return
-        except Exception:  # the database, say: keep the socket; the next check decides
+        except Exception:  # the database, say: keep the sockets; the next check decides
             log.warning("a live socket's token could not be checked again", exc_info=True)
             return
-        connection.user = user
+        for connection in connections:
+            if connection.token == token:  # not renewed while this was read
+                connection.user = user
 
 
 def _items(rows: list[tuple[ReadingsCommitted, int]], sensor_info: dict) -> list[dict]:

@@ -1,7 +1,7 @@
 """Two ``telemetra serve`` processes on one PostgreSQL: readings posted to either arrive on
-sockets held by both. The remote half needs the transport of writer events between processes
-(``ReadingsCommitted`` relayed for the organizations a process registered with
-``EventBus.set_interest``); until it is there, only the local half can pass."""
+sockets held by both. Committed readings cross processes (``ReadingsCommitted`` for the
+organizations a process registered with ``EventBus.set_interest``) by PostgreSQL NOTIFY, or by
+Redis pub/sub when ``TELEMETRA_REDIS_URL`` is set: both are run."""
 
 import asyncio
 
@@ -9,14 +9,29 @@ import httpx
 import pytest
 
 from tests.live.conftest import live, new_device, post_readings, reading_time
+from tests.redis_server import RedisServer
 from tests.server import Server
 
 
+@pytest.mark.parametrize("transport", ["notify", "redis"])
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # processes share PostgreSQL
-def test_readings_posted_to_either_process_reach_sockets_on_both(databases, tmp_path):
-    database_url = databases.new()
-    a = Server(database_url, tmp_path / "a.log")
-    b = Server(database_url, tmp_path / "b.log")
+def test_readings_posted_to_either_process_reach_sockets_on_both(databases, tmp_path,
+                                                                 transport):
+    if transport == "redis":
+        redis = RedisServer(tmp_path / "redis").start()
+        settings = {"redis_url": redis.url}
+    else:
+        redis, settings = None, {}
+    try:
+        _both_ways(databases.new(), tmp_path, settings)
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
+def _both_ways(database_url: str, tmp_path, settings: dict) -> None:
+    a = Server(database_url, tmp_path / "a.log", **settings)
+    b = Server(database_url, tmp_path / "b.log", **settings)
     a.start()
     try:
         b.start()

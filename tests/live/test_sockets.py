@@ -217,7 +217,7 @@ def test_a_deactivated_user_or_ended_session_closes_the_socket(server, root):
                                    headers=root.headers, timeout=10)
             assert response.status_code == 200, response.text
             assert await socket.closed_with() == 4401
-            # logout records no event: the periodic check (1 s in these servers) sees it
+            # logout (tests/live/test_changes.py: at once, without the periodic check)
             response = httpx.post(f"{server.base}{API}/auth/logout", timeout=10,
                                   headers={"Authorization": f"Bearer {leaving}"})
             assert response.status_code in (200, 204), response.text
