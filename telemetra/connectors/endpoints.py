@@ -91,7 +91,10 @@ async def delete_connector(connector_id: int, conn: ConnDep, user: Admin):
                          "answers something that is not JSON or not an ingestion body is a "
                          "502 `upstream_error` naming the error: nothing is stored, and the "
                          "connector's `last_error` says it. A 409 while a scheduled pull of it "
-                         "is still running; a 422 for an `mqtt_topic` connector.",
-             responses={502: {"description": "The upstream failed; nothing was stored"}})
+                         "is still running, or when its device is inactive; a 422 for an "
+                         "`mqtt_topic` connector.",
+             responses={409: {"description": "A pull of it is running, or its device is "
+                                             "inactive"},
+                        502: {"description": "The upstream failed; nothing was stored"}})
 async def run_connector(connector_id: int, user: AdminOutsideTransaction, request: Request):
     return await request.app.state.puller.run(user.organization_id, connector_id)

@@ -59,6 +59,10 @@ class PullFailed(Exception):
     """The pull stored nothing; ``str()`` says why, in the upstream's terms."""
 
 
+class DeviceRefused(PullFailed):
+    """Nothing was fetched: the connector's device takes no readings now (inactive)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Pulled:
     """What one pull did, as ``RunResult``, and the newest reading time it wrote."""
@@ -188,6 +192,8 @@ class Puller:
             await asyncio.sleep(0.2)
         try:
             return (await self._pull_and_record(row)).answer()
+        except DeviceRefused as refused:
+            raise Conflict(str(refused)) from None
         except PullFailed as failed:
             raise BadGateway(f"the upstream failed: {failed}") from None
         except BaseException:
@@ -234,14 +240,15 @@ class Puller:
             await conn.execute(update(connectors).where(c.id == row.id).values(**values))
 
     async def _pull(self, row: DbRow, now: datetime) -> Pulled:
+        device = await self.ingestor.device(row.device_id)
+        if device is None or device.target.organization_id != row.organization_id:
+            raise DeviceRefused(f"device {row.device_id} not found")
+        if device.status == "inactive":
+            raise DeviceRefused(f"device {row.device_id} is inactive: nothing is stored for "
+                                "it until a user reactivates it")
         body = await self._fetch(row)
         if body == []:  # nothing new since {since}: a quiet upstream is no error
             return Pulled(0, 0, 0, 0, [], None)
-        device = await self.ingestor.device(row.device_id)
-        if device is None or device.target.organization_id != row.organization_id:
-            raise PullFailed(f"device {row.device_id} not found")
-        if device.status == "inactive":
-            raise PullFailed(f"device {row.device_id} is inactive: nothing is stored for it")
         source = Source(value_key=row.key or "value", byte_order=row.byte_order,
                         expect=row.format, max_age_seconds=row.max_age_seconds)
         try:

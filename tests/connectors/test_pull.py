@@ -262,6 +262,20 @@ def test_who_may_run_a_connector(api, root, device, upstream):
     assert upstream.hits_of("/p") == []
 
 
+def test_an_inactive_device_is_not_pulled_for(api, root, device, upstream):
+    pull = connector(api, root, device, upstream.answer("/p", points(int(time.time()) - 1)))
+    assert api.patch(f"/devices/{device['id']}", root,
+                     json={"status": "inactive"}).status_code == 200
+    refused = run(api, root, pull["id"])
+    assert refused.status_code == 409, refused.text
+    assert "inactive" in refused.json()["detail"]
+    assert upstream.hits_of("/p") == [] and readings(api, root, device) == []
+    assert "inactive" in api.get(f"/connectors/{pull['id']}", root).json()["last_error"]
+    assert api.patch(f"/devices/{device['id']}", root,
+                     json={"status": "active"}).status_code == 200
+    assert run(api, root, pull["id"]).json()["stored"] == 1
+
+
 def test_scheduled_pulls_run_every_interval_and_survive_failures(api, root, device,
                                                                  upstream):
     now = int(time.time())
