@@ -34,7 +34,7 @@ from telemetra.db.tables import connectors
 from telemetra.ingest.ingest import Ingestor, NothingStored, Source
 from telemetra.kit.crypto import SecretBox
 from telemetra.kit.db import write_transaction
-from telemetra.kit.errors import BadGateway, Conflict, Invalid
+from telemetra.kit.errors import BadGateway, Conflict, Invalid, NotFound
 from telemetra.kit.timeutil import utcnow
 from telemetra.readings.flags import is_valid
 
@@ -204,7 +204,11 @@ class Puller:
         now = utcnow()
         c = connectors.c
         async with write_transaction(self.engine) as conn:
-            timeout = await conn.scalar(select(c.timeout_seconds).where(c.id == connector_id))
+            exists = (await conn.execute(select(c.timeout_seconds)
+                                         .where(c.id == connector_id))).first()
+            if exists is None:
+                raise NotFound(f"connector {connector_id} not found")  # deleted meanwhile
+            timeout = exists.timeout_seconds
             return (await conn.execute(
                 update(connectors).where(c.id == connector_id, _free(now))
                 .values(lease_until=now + _lease_for(timeout)).returning(*_COLUMNS))).first()
