@@ -295,10 +295,10 @@ def test_scheduled_pulls_run_every_interval_and_survive_failures(api, root, devi
 
     assert api.patch(f"/connectors/{pull['id']}", root,
                      json={"enabled": False}).status_code == 200
-    time.sleep(1.5)  # a pull in flight when it was disabled may still end
     stopped = len(upstream.hits_of("/sched"))
-    time.sleep(2.5)
-    assert len(upstream.hits_of("/sched")) == stopped
+    time.sleep(4)
+    # At most the one pull already claimed when it was disabled (one at a time: the lease).
+    assert len(upstream.hits_of("/sched")) <= stopped + 1
 
 
 def test_allowed_hosts_restrict_targets(databases, upstream):
