@@ -23,6 +23,7 @@ from telemetra.auth.passwords import use_test_parameters
 from telemetra.commands.endpoints import router as commands_router
 from telemetra.commands.service import expire_due
 from telemetra.connectors.endpoints import router as connectors_router
+from telemetra.connectors.pull import Puller
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.db.relay import CachesStale, relay_for
@@ -38,6 +39,7 @@ from telemetra.ingest.partitions import Partitions, months_around
 from telemetra.ingest.retention import apply_retention
 from telemetra.ingest.writer import Writer
 from telemetra.kit.body import BodyLimitMiddleware
+from telemetra.kit.crypto import CONNECTOR_HEADERS
 from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus
 from telemetra.kit.jobs import Jobs
@@ -137,6 +139,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                      timeout=settings.webhook_timeout_seconds)
             await webhooks.start()
             app.state.webhooks = webhooks
+            puller = Puller(engine, app.state.ingestor, app.state.connector_box,
+                            allowed_hosts=settings.connector_allowed_hosts,
+                            max_body_bytes=settings.max_body_bytes)
+            await puller.start()
+            app.state.puller = puller
             app.state.partitions = partitions
             app.state.live = Hub(app, events, queue_size=settings.live_queue_messages,
                                  flush_seconds=settings.live_flush_seconds)
@@ -158,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                                                      events))
             jobs.every(REACTION_SECONDS, "alerts due", evaluator.promote_due)
             jobs.every(REACTION_SECONDS, "webhooks", webhooks.run_once)
+            jobs.every(REACTION_SECONDS, "connector pulls", puller.run_due)
             # Logout and password changes record no event: sockets' tokens are checked again.
             jobs.every(settings.live_recheck_seconds, "live sockets' tokens",
                        app.state.live.recheck_all)
@@ -180,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.live.stop()
                 await events.stop()
                 await webhooks.stop()
+                await puller.stop()
         finally:
             if broadcast is not None:
                 await broadcast.stop()
@@ -206,6 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.secret_box = SecretBox(settings.secret_key)
+    app.state.connector_box = SecretBox(settings.secret_key, CONNECTOR_HEADERS)
     install_problem_handlers(app)
     app.include_router(health_router)
     for feature in FEATURE_ROUTERS:

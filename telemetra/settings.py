@@ -99,12 +99,22 @@ class Settings(BaseSettings):
     # attempt waits this long at most for the receiver's answer.
     webhook_retry_hours: float = Field(default=24, gt=0, le=24 * 30)
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    # http_pull connectors (API.md, Connectors) fetch from the server's own network: when set,
+    # only these hosts (``*.example.com`` for its subdomains), comma-separated.
+    connector_allowed_hosts: Annotated[list[str], NoDecode] = []
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("connector_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
 
     @field_validator("min_reading_time")

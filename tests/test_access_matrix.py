@@ -125,6 +125,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("GET", "/connectors/{connector_id}"): Rule(VIEWER),
     ("PATCH", "/connectors/{connector_id}"): Rule(ADMIN),
     ("DELETE", "/connectors/{connector_id}"): Rule(ADMIN),
+    ("POST", "/connectors/{connector_id}/run"): Rule(ADMIN),
     # readings: ingestion (a device for itself, or a member naming the device)
     ("POST", "/readings"): Rule(MEMBER, device=True),
     ("POST", "/devices/{device_id}/readings"): Rule(MEMBER, device=True),

@@ -1,15 +1,33 @@
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, HttpUrl, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+)
 
 from telemetra.ingest.decode import BYTE_ORDERS, FORMAT_NAMES
+from telemetra.ingest.schemas import RejectedReading
 from telemetra.kit.schemas import Body, Name
 from telemetra.sensors.schemas import SensorKey
 
 MAX_TOPIC_LENGTH = 300
 DEFAULT_INTERVAL_SECONDS = 60
+DEFAULT_TIMEOUT_SECONDS = 10.0
+MAX_HEADERS = 20
+MASK = "********"
+# RFC 9110 field names; values without CR, LF or other control characters.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+# Set by the HTTP client itself, or meaningless to send by hand.
+_RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade",
+                     "te", "trailer", "keep-alive", "proxy-connection"}
 _http_url = TypeAdapter(HttpUrl)
 
 
@@ -49,6 +67,26 @@ def check_topic_filter(value: str) -> str:
     return value
 
 
+def check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
+    """Header names and values an HTTP request may carry, at most ``MAX_HEADERS``."""
+    if value is None:
+        return None
+    if len(value) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    seen: set[str] = set()
+    for name, text in value.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{name[:100]!r} is not a header name")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"{name} is set by the client itself")
+        if name.lower() in seen:
+            raise ValueError(f"{name} is given twice")
+        seen.add(name.lower())
+        if len(text) > 4096 or any(not c.isprintable() for c in text):
+            raise ValueError(f"the value of {name} must be printable, at most 4096 characters")
+    return value
+
+
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2000),
                 AfterValidator(check_http_url),
                 Field(description="http or https URL to fetch (`http_pull` only)")]
@@ -63,6 +101,12 @@ Format = Annotated[Literal[FORMAT_NAMES], Field(
 ByteOrder = Annotated[Literal[BYTE_ORDERS], Field(description="Byte order of format 6 values")]
 Interval = Annotated[int, Field(ge=1, le=86_400, description=(
     f"Seconds between fetches (`http_pull` only; default {DEFAULT_INTERVAL_SECONDS})"))]
+Timeout = Annotated[float, Field(gt=0, le=120, description=(
+    f"Seconds a pull may take in all, connecting to the last byte (`http_pull` only; "
+    f"default {DEFAULT_TIMEOUT_SECONDS:g})"))]
+Headers = Annotated[dict[str, str], AfterValidator(check_headers), Field(description=(
+    "Request headers sent upstream (`http_pull` only), such as an API key: write-only, "
+    "stored encrypted and shown masked; sending them replaces them all, null removes them"))]
 MaxAge = Annotated[int, Field(ge=1, le=315_360_000, description=(
     "Readings older than this on arrival are tagged `too old`"))]
 
@@ -77,6 +121,8 @@ class ConnectorCreate(Body):
     format: Format = "auto"
     byte_order: ByteOrder = "little"
     interval_seconds: Interval | None = None
+    timeout_seconds: Timeout | None = None
+    headers: Headers | None = None
     max_age_seconds: MaxAge | None = None
     enabled: bool = True
 
@@ -93,6 +139,8 @@ class ConnectorUpdate(Body):
     format: Format = None
     byte_order: ByteOrder = None
     interval_seconds: Interval | None = None
+    timeout_seconds: Timeout | None = None
+    headers: Headers | None = None
     max_age_seconds: MaxAge | None = None
     enabled: bool = None
 
@@ -109,9 +157,33 @@ class Connector(BaseModel):
     format: Format
     byte_order: ByteOrder
     interval_seconds: int | None
+    timeout_seconds: float | None
+    headers: dict[str, str] | None = Field(description="The header names, values masked")
     max_age_seconds: int | None
     enabled: bool
-    last_run_at: datetime | None
-    last_error: str | None
+    last_run_at: datetime | None = Field(description="When the last successful pull ended")
+    last_result: "RunResult | None" = Field(description="What the last successful pull did")
+    last_error: str | None = Field(description="Why the last pull failed; null after a success")
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _masked(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return dict.fromkeys(value, MASK)
+        return value
+
+
+class RunResult(BaseModel):
+    """What one pull did (``POST /connectors/{id}/run``, and ``last_result``)."""
+
+    fetched: int = Field(description="Readings in the upstream's answer")
+    stored: int = Field(description="Readings stored now")
+    duplicates: int = Field(description="Readings already stored (by an earlier pull)")
+    invalid: int = Field(description="Of those stored or already stored, how many are marked "
+                                     "invalid (an invalid tag such as `too old`, out of range)")
+    rejected: list[RejectedReading] = Field(description="Readings refused, with the reason")
+
+
+Connector.model_rebuild()

@@ -262,6 +262,15 @@ connectors = Table(
     Column("last_run_at", UTCDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     *_timestamps(),
+    # http_pull (telemetra.connectors.pull): headers as {name: sealed value} (kit.crypto),
+    # never plain; the last successful pull's answer; the newest reading stored ({since});
+    # when the next scheduled pull is due, and the lease of the process pulling it now.
+    Column("headers", JSONType, nullable=True),
+    Column("timeout_seconds", Float, nullable=True),
+    Column("last_result", JSONType, nullable=True),
+    Column("newest_reading_at", UTCDateTime, nullable=True),
+    Column("next_run_at", UTCDateTime, nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
     UniqueConstraint("organization_id", "name"),
     **NEVER_REUSE_IDS,
 )

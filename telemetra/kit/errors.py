@@ -91,6 +91,15 @@ class Unavailable(TelemetraError):
     title = "Service Unavailable"
 
 
+class BadGateway(TelemetraError):
+    """A service the platform called on the caller's behalf (an http_pull connector's
+    upstream) failed; the detail names how."""
+
+    status = 502
+    code = "upstream_error"
+    title = "Bad Gateway"
+
+
 class QueryTimeout(TelemetraError):
     """A query stopped by its time limit: this request asked for more work than the limit
     allows now (a 503, not a 4xx: the same query may fit when the server is less busy)."""

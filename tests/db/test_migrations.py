@@ -175,6 +175,8 @@ _T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 LATER_TABLES = {"relayed_events", "alert_rules", "alerts", "alert_pending",
                 "webhook_deliveries", "relay_peers", "relayed_readings"}
 LATER_COLUMNS = {"reported_online"}  # devices, 0007
+LATER_COLUMNS |= {"headers", "timeout_seconds", "last_result", "newest_reading_at",
+                  "next_run_at", "lease_until"}  # connectors, 0009
 TABLES_0005 = [t for t in metadata.sorted_tables if t.name not in LATER_TABLES]
 ID_TABLES_0005 = [name for name in ID_TABLES if name not in LATER_TABLES]
 
