@@ -89,9 +89,9 @@ class OverDailyQuota(NothingStored):
     def __init__(self, limit: int, readings: int) -> None:
         retry_after = seconds_to_midnight()
         TelemetraError.__init__(
-            self, f"the daily readings quota of the organization's plan ({limit:,} readings a "
-                  f"day) would be passed by these {readings:,}; it resets at midnight UTC, in "
-                  f"{retry_after} s", headers={"Retry-After": str(retry_after)},
+            self, f"over the daily readings quota: the organization's plan allows {limit:,} "
+                  "readings a day, and this body's readings would pass it; it resets at "
+                  "midnight UTC (see Retry-After)", headers={"Retry-After": str(retry_after)},
             limit="max_readings_per_day", limit_value=limit)
         self.rejected = []
 

@@ -76,7 +76,7 @@ def test_the_daily_readings_quota_on_every_http_path(api, root, tiny):
     # A body that would pass the quota is refused whole, until midnight UTC.
     refused = api.post("/readings", key, json={"d": 1, "e": 2, "f": 3})
     assert refused.status_code == 429 and refused.json()["code"] == "quota_exceeded"
-    assert "5 readings a day" in refused.json()["detail"]
+    assert "allows 5 readings a day" in refused.json()["detail"]
     midnight = 86_400 - time.time() % 86_400
     assert 1 <= int(refused.headers["Retry-After"]) <= midnight + 1
     # Exactly to the edge: accepted; past it, nothing more on any path.
