@@ -32,6 +32,9 @@ from telemetra.orgs.plans import Plans
 log = logging.getLogger("telemetra.usage")
 
 DAY_SECONDS = 86_400
+# Limits cached longer than this are read again (a plan change is also heard as an event;
+# this bounds what a process that missed it believes).
+LIMITS_SECONDS = 30.0
 ORGANIZATION = 0  # the device_id of an organization's totals
 _UNKNOWN = object()
 _origin = itemgetter(6)  # a writer row's Origin (telemetra.ingest.batches.Row)
@@ -65,6 +68,7 @@ class UsageMeter:
         self._flushing_rejected: dict[tuple[int, int, int], list[int]] = {}
         self._limits: dict[int, int | None] = {}  # org -> readings a day (None: no limit)
         self._shared: dict[int, int] = {}  # org -> today's total in the table, as last read
+        self._limits_since = time.monotonic()
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -162,6 +166,9 @@ class UsageMeter:
                 counts[1] += quota
             self._flushing, self._flushing_rejected = Counter(), {}
             raise
+        if time.monotonic() - self._limits_since > LIMITS_SECONDS:
+            self._limits_since = time.monotonic()
+            self._limits = {}
         limited = [org for org, limit in self._limits.items() if limit is not None]
         try:
             if limited:
