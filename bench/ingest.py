@@ -16,6 +16,8 @@ Prints, for PostgreSQL and SQLite:
    resident memory of the server's processes at the start and the end of the measured seconds
    (flat: nothing grows once every sensor has been seen). Fleet and one device alternate,
    BENCH_FLEET_ROUNDS (2) times each, in the same minutes: the ratio is theirs.
+    BENCH_LIMITS=compare measures rate limits and quotas on against off instead (batch and
+    single, SQLite, alternating in pairs; see LIMITS below).
     BENCH_PHASES=batch,single,fleet picks phases (all by default); BENCH_PYSPY=/tmp/f.txt
     records the server during the fleet phase (py-spy's folded stacks); BENCH_SUBSCRIBER=1
     gives every server process a trivial ReadingsCommitted subscriber (bench/subscriber), so
@@ -53,6 +55,17 @@ PROFILE = os.environ.get("BENCH_PYSPY")  # a file: py-spy's folded stacks of the
 PHASES = os.environ.get("BENCH_PHASES", "batch,single,fleet").split(",")
 SUBSCRIBER = os.environ.get("BENCH_SUBSCRIBER") == "1"
 FLEET_ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "2"))
+# BENCH_LIMITS=compare: the batch and single phases with rate limits and quotas off, then on,
+# BENCH_LIMITS_PAIRS times alternating (paired: noise on a shared machine hits both), and the
+# ratios on/off. "On": every limit counted (ingest per key, API per user, login) and the
+# organization on a plan with a daily readings quota, both set high enough never to refuse,
+# so the figure is what checking them costs.
+LIMITS = os.environ.get("BENCH_LIMITS", "")
+LIMITS_PAIRS = int(os.environ.get("BENCH_LIMITS_PAIRS", "2"))
+LIMITS_OFF = {"rate_limit_ingest": "off", "rate_limit_api": "off", "rate_limit_login": "off"}
+LIMITS_ON = {"rate_limit_ingest": "1000000/second", "rate_limit_api": "1200/minute",
+             "rate_limit_login": "10/minute", "default_plan": "bench",
+             "plans": '{"bench": {"readings_per_day": 2000000000}}'}
 BENCH = Path(__file__).resolve().parent
 if SUBSCRIBER:  # the server's processes (and uvicorn's spawned workers) inherit it
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -209,11 +222,12 @@ def bare_endpoint(seconds: float) -> dict:
         process.wait(10)
 
 
-def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
+def telemetra_runs(database_url: str, workdir: Path, backend: str,
+                   settings: dict | None = None) -> dict:
     # The wrk scripts give every request a time window of its own, far into the future
     # (BENCH_BASE 1.8e9, 1.9e9 and 2.0e9, threads 1e9 s apart): let those through.
     server = Server(database_url, workdir / f"server-{backend}.log", workers=WORKERS,
-                    max_future_seconds=str(10**10))
+                    max_future_seconds=str(10**10), **(settings or {}))
     server.start(timeout=300)  # a loaded machine: start-up (migrations, two workers) is slow
     out: dict = {}
     try:
@@ -318,7 +332,40 @@ def report(backend: str, ours: dict, baseline: float | None, bare: dict | None,
               f"start, {ours['fleet_rss_end_mb']:.1f} MB at the end of the measured seconds")
 
 
+def limits_compare(workdir: Path) -> None:
+    """BENCH_LIMITS=compare: off and on alternating, each on a fresh SQLite file, and the
+    ratios of the pairs (on / off)."""
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for pair in range(LIMITS_PAIRS):
+        for mode, settings in (("off", LIMITS_OFF), ("on", LIMITS_ON)):
+            url = f"sqlite:///{workdir / f'limits-{mode}-{pair}.db'}"
+            runs[mode].append(telemetra_runs(url, workdir, f"limits-{mode}", settings))
+            load = os.getloadavg()
+            ours = runs[mode][-1]
+            print(f"pair {pair + 1} limits {mode}: batch "
+                  f"{ours.get('batch_readings_per_s', 0):,.0f} readings/s, single "
+                  f"{ours.get('single_rps', 0):,.0f} req/s (non-2xx "
+                  f"{ours.get('batch_non2xx', 0)}/{ours.get('single_non2xx', 0)}); "
+                  f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    for name, field in (("batch", "batch_readings_per_s"), ("single", "single_rps")):
+        if field not in runs["on"][0]:
+            continue
+        ratios = [on[field] / off[field] for off, on in zip(runs["off"], runs["on"])]
+        total = sum(r[field] for r in runs["on"]) / sum(r[field] for r in runs["off"])
+        print(f"limits and quotas on/off, {name}: pairs "
+              + ", ".join(f"{ratio:.3f}" for ratio in ratios) + f"; all runs {total:.3f}")
+
+
 def main() -> None:
+    if LIMITS == "compare":
+        print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, SQLite, "
+              f"telemetra serve --workers {WORKERS}, limits and quotas off against on")
+        workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
+        try:
+            limits_compare(workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     if shutil.which("wrk") is None:
         sys.exit("bench/ingest.py needs wrk: apt-get install wrk (make bench does it)")
     print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}, "

@@ -46,12 +46,15 @@ from telemetra.kit.jobs import Jobs
 from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.openapi import install_problem_openapi
 from telemetra.kit.problems import install_problem_handlers
+from telemetra.kit.ratelimit import RateLimits
 from telemetra.kit.timeutil import utcnow
 from telemetra.live.endpoints import router as live_router
 from telemetra.live.hub import Hub
 from telemetra.mqtt.bridge import MqttBridge
 from telemetra.orgs.endpoints import router as orgs_router
-from telemetra.orgs.events import InvalidTagsChanged
+from telemetra.orgs.events import InvalidTagsChanged, PlanChanged
+from telemetra.orgs.plans import Plans, register
+from telemetra.orgs.usage import UsageMeter
 from telemetra.readings.endpoints import router as readings_router
 from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.sensors.events import SensorChanged
@@ -108,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url,
                                query_timeout=settings.query_timeout_seconds)
         app.state.engine = engine
+        register(engine, app.state.plans)
         events = EventBus()  # subscribers are wired below, before anything can publish
         app.state.events = events
         relay = broadcast = None
@@ -125,10 +129,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await broadcast.start()
             partitions = Partitions(engine)
             await partitions.ensure(months_around(utcnow()))
+            usage = UsageMeter(engine, app.state.plans)
+            app.state.usage = usage
+            events.subscribe(PlanChanged, lambda changed: usage.forget(changed.organization_id),
+                             name="usage limits")
+            rate_limits = RateLimits.from_settings(settings)
+            app.state.rate_limits = rate_limits
             writer = Writer(engine, partitions, max_pending_rows=settings.ingest_queue_rows,
-                            max_batch_rows=settings.ingest_batch_rows, events=events)
+                            max_batch_rows=settings.ingest_batch_rows, events=events,
+                            on_committed=usage.count)
             await writer.start()
-            app.state.ingestor = Ingestor.from_settings(engine, writer, settings, events)
+            app.state.ingestor = Ingestor.from_settings(engine, writer, settings, events,
+                                                        usage=usage, rate_limits=rate_limits)
             app.state.device_keys = DeviceKeyCache(settings.device_key_cache_size,
                                                    settings.device_key_cache_seconds)
             keep_caches_true(events, app.state.device_keys, app.state.ingestor)
@@ -156,7 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jobs.every(settings.maintenance_seconds, "partitions",
                        lambda: partitions.ensure(months_around(utcnow())))
             jobs.every(settings.maintenance_seconds, "retention",
-                       lambda: apply_retention(engine, partitions, utcnow()))
+                       lambda: apply_retention(engine, partitions, utcnow(), app.state.plans))
+            jobs.every(settings.usage_flush_seconds, "usage counters", usage.flush)
             jobs.every(COMMAND_EXPIRY_SECONDS, "command expiry",
                        lambda: expire_commands(engine, events))
             if relay is not None:
@@ -184,6 +197,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await mqtt.stop()
                 await jobs.stop()
                 await writer.stop()
+                try:  # what this process counted since the last flush
+                    await usage.flush()
+                except Exception:
+                    log.warning("the last usage counts could not be saved", exc_info=True)
+                await rate_limits.close()
                 await app.state.ingestor.close()
                 await app.state.live.stop()
                 await events.stop()
@@ -216,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.secret_box = SecretBox(settings.secret_key)
     app.state.connector_box = SecretBox(settings.secret_key, CONNECTOR_HEADERS)
+    app.state.plans = Plans.from_settings(settings)  # a bad TELEMETRA_PLANS stops start-up
     install_problem_handlers(app)
     app.include_router(health_router)
     for feature in FEATURE_ROUTERS:

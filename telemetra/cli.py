@@ -85,7 +85,11 @@ def serve(
     workers = None if reload else workers or settings.workers
     uvicorn.run("telemetra.app:create_app", factory=True, host=host or settings.host,
                 port=port or settings.port, workers=workers, reload=reload,
-                log_level=settings.log_level.lower(), proxy_headers=True,
+                log_level=settings.log_level.lower(),
+                # X-Forwarded-For/-Proto believed only from TELEMETRA_TRUSTED_PROXIES (uvicorn
+                # would trust 127.0.0.1 by default: a client's own header, on one host).
+                proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
                 # Idle and slow connections are closed (see telemetra.system.connections).
                 http="telemetra.system.connections:HeadTimeoutProtocol",
                 timeout_keep_alive=settings.http_keep_alive_seconds,

@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     # http_pull connectors (API.md, Connectors) fetch from the server's own network: when set,
     # only these hosts (``*.example.com`` for its subdomains), comma-separated.
     connector_allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Plans (API.md, "Plans"; telemetra.orgs.plans): JSON {"name": {"devices", "readings_per_day",
+    # "retention_days", "alert_rules"}} replacing or adding plans of the built-in table (a
+    # limit left out or null: none). New organizations get default_plan.
+    plans: dict[str, dict[str, int | None]] = {}
+    default_plan: str = Field(default="unlimited", min_length=1, max_length=50)
+    # Each process adds its readings counted to the shared daily counters this often.
+    usage_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Rate limits (telemetra.kit.ratelimit): "N/second|minute|hour|day", or "off".
+    rate_limit_ingest: str = "1000/second"  # per device key
+    rate_limit_api: str = "1200/minute"  # per user
+    rate_limit_login: str = "10/minute"  # per client address, and per username
+    # Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -115,6 +128,27 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [proxy.strip() for proxy in value.split(",") if proxy.strip()]
+        return value
+
+    @field_validator("rate_limit_ingest", "rate_limit_api", "rate_limit_login")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse  # the library's own syntax, checked at start-up
+
+        value = value.strip()
+        if value.lower() != "off":
+            try:
+                parse(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate limit: write e.g. 1000/second, "
+                                 "1200/minute, or off") from None
         return value
 
     @field_validator("min_reading_time")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, SUITE_RATE_LIMITS
 
 API = "/api/v1"
 
@@ -41,6 +41,7 @@ class Server:
                "TELEMETRA_ADMIN_PASSWORD": ADMIN_PASSWORD,
                "TELEMETRA_SECRET_KEY": "server-test-secret-key-long-enough-0123456789",
                "TELEMETRA_LOG_LEVEL": "WARNING", "TELEMETRA_ENV": "test",
+               **{f"TELEMETRA_{k.upper()}": v for k, v in SUITE_RATE_LIMITS.items()},
                **{f"TELEMETRA_{k.upper()}": v for k, v in self.settings.items()}}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

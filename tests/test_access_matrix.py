@@ -608,7 +608,7 @@ BODIES: dict[tuple[str, str], Callable[[Ctx], object]] = {
     ("POST", "/alert-rules"): lambda ctx: _rule_body(),
     ("PATCH", "/alert-rules/{rule_id}"): lambda ctx: {"threshold": 5, "severity": "critical"},
     ("PUT", "/admin/devices/{device_id}/status"): lambda ctx: {"status": "maintenance"},
-    ("PUT", "/admin/organizations/{organization_id}/plan"): lambda ctx: {"plan": "team"},
+    ("PUT", "/admin/organizations/{organization_id}/plan"): lambda ctx: {"plan": "unlimited"},
 }
 
 # Example query strings, where a call needs one.

@@ -10,7 +10,7 @@ from telemetra.kit.errors import NotFound
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs.schemas import PlanUpdate
-from telemetra.orgs.service import get_organization, update_organization
+from telemetra.orgs.service import set_plan as orgs_set_plan
 from telemetra.users.service import USER_COLUMNS
 
 
@@ -93,5 +93,4 @@ async def list_organizations(conn: AsyncConnection, params: PageParams) -> tuple
 
 
 async def set_plan(conn: AsyncConnection, organization_id: int, body: PlanUpdate):
-    await get_organization(conn, organization_id)
-    return await update_organization(conn, organization_id, body)
+    return await orgs_set_plan(conn, organization_id, body)

@@ -16,6 +16,7 @@ from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.secrets import random_token
 from telemetra.kit.timeutil import utcnow
+from telemetra.orgs.plans import enforce_count
 
 SECRET_PREFIX = "whsec_"
 _SHOWN = [c for c in alert_rules.c if c.name != "webhook_secret"]
@@ -66,6 +67,7 @@ async def create_rule(conn: AsyncConnection, organization_id: int, body: AlertRu
     """A new rule; its webhook secret (given or generated) is in this answer only."""
     values = body.model_dump(exclude={"webhook_secret"})
     await _check_scope(conn, organization_id, values)
+    await enforce_count(conn, organization_id, "alert_rules")  # 409 past the plan's
     if body.condition == Condition.offline:
         values["threshold_high"] = None
     stored, shown = _secret_values(box, body.webhook_url, body.webhook_secret, False)

@@ -84,6 +84,9 @@ async def verified_device(lookups, cache, key: str) -> AuthDevice | None:
 
 async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
     claims = decode_access_token(token, request.app.state.settings.secret_key)
+    limits = getattr(request.app.state, "rate_limits", None)
+    if limits is not None:  # per user, before any query: the token's signature is checked
+        await limits.user(claims.user_id)
     # One query on every request, two index seeks: the user as they are now, if the token's
     # stamp is still theirs, and whether its session lives (a revoked family has no token
     # left unrevoked). No user_id term in the subquery: SQLite would then scan all of the

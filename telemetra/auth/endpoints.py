@@ -53,11 +53,26 @@ class UnsupportedMediaType(TelemetraError):
     title = "Unsupported Media Type"
 
 
+async def _login_attempt(request: Request, username: str) -> None:
+    """Login and sign-up attempts: 429 past TELEMETRA_RATE_LIMIT_LOGIN by client address or
+    by username (guessing one account's password from many addresses is slowed too)."""
+    limits = getattr(request.app.state, "rate_limits", None)
+    if limits is not None:
+        address = limits.client_address(request.client.host if request.client else None,
+                                        request.headers.getlist("x-forwarded-for"))
+        await limits.login(address, username)
+
+
+_RATE_LIMITED = {429: {"description": "Too many attempts from this address or for this "
+                                      "username (TELEMETRA_RATE_LIMIT_LOGIN); see Retry-After"}}
+
+
 @router.post("/signup", response_model=User, status_code=status.HTTP_201_CREATED,
              summary="Create an account",
              responses={403: {"description": "Sign-up is closed on this server"},
-                        409: {"description": "Username or email taken"}})
+                        409: {"description": "Username or email taken"}, **_RATE_LIMITED})
 async def signup(body: SignupRequest, conn: ConnDep, request: Request):
+    await _login_attempt(request, body.username)
     organization_id, user_id = await service.signup(conn, body, request.app.state.settings)
     return await get_user(conn, organization_id, user_id)
 
@@ -84,12 +99,14 @@ async def _login_body(request: Request) -> LoginRequest:
 @router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY,
              responses={401: {"description": "Wrong username or password, or a deactivated "
                                              "account"},
-                        415: {"description": "The body is neither JSON nor a form"}},
+                        415: {"description": "The body is neither JSON nor a form"},
+                        **_RATE_LIMITED},
              summary="Log in (OAuth2 password form or JSON)",
              description="Accepts the OAuth2 password form (so Swagger's Authorize works) or "
                          "JSON `{username or email, password}`.")
 async def login(request: Request, conn: ConnDep):
     body = await _login_body(request)
+    await _login_attempt(request, body.identity)
     user = await service.authenticate(conn, body.identity, body.password)
     return await service.issue_tokens(conn, user["id"], user["security_stamp"],
                                       request.app.state.settings)

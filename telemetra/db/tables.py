@@ -11,8 +11,10 @@ sequences never go back). Hence ``**NEVER_REUSE_IDS`` on each such table (migrat
 import secrets
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -64,7 +66,7 @@ organizations = Table(
     "organizations", metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
-    Column("plan", String(50), nullable=False, server_default="free"),
+    Column("plan", String(50), nullable=False, server_default="free"),  # set on creation
     Column("max_devices", Integer, nullable=True),
     Column("max_readings_per_day", Integer, nullable=True),
     Column("retention_days", Integer, nullable=False, server_default="365"),
@@ -410,4 +412,18 @@ relayed_readings = Table(
     Column("created_at", Float, nullable=False),  # unix seconds
     Index("ix_relayed_readings_target_id", "target", "id"),
     **NEVER_REUSE_IDS,
+)
+
+# Usage per organization and UTC day (telemetra.orgs.usage): each process counts in memory
+# and adds its counts here every TELEMETRA_USAGE_FLUSH_SECONDS, never a write per reading.
+# device_id 0 holds the organization's totals; a device's row, its rejected bodies.
+usage_counters = Table(
+    "usage_counters", metadata,
+    Column("organization_id", Integer, ForeignKey("organizations.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("device_id", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("readings", BigInteger, nullable=False, server_default="0"),
+    Column("rate_limited", BigInteger, nullable=False, server_default="0"),
+    Column("quota_exceeded", BigInteger, nullable=False, server_default="0"),
 )

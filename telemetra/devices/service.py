@@ -13,7 +13,6 @@ from telemetra.db.tables import (
     device_logs,
     devices,
     group_members,
-    organizations,
     sites,
 )
 from telemetra.devices.events import DeviceChanged, DeviceKeyIssued
@@ -25,13 +24,14 @@ from telemetra.devices.schemas import (
     LogCreate,
     LogLevel,
 )
-from telemetra.kit.errors import Invalid, NotFound, QuotaExceeded
+from telemetra.kit.errors import Invalid, NotFound
 from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
 from telemetra.kit.schemas import check_free_form
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.secrets import random_token, token_hash
 from telemetra.kit.timeutil import utcnow
+from telemetra.orgs.plans import enforce_count
 
 DEVICE_COLUMNS = [c for c in devices.c if c.name != "api_key_hash"]
 
@@ -87,13 +87,7 @@ async def create_device(conn: AsyncConnection, organization_id: int, owner_id: i
                         body: DeviceCreate) -> dict:
     """Register a device; the answer carries its key, which is never shown again."""
     await ensure_scoped(conn, sites, body.site_id, organization_id, "site_id")
-    limit = await conn.scalar(select(organizations.c.max_devices)
-                              .where(organizations.c.id == organization_id))
-    if limit is not None:
-        count = await conn.scalar(select(func.count()).select_from(devices)
-                                  .where(devices.c.organization_id == organization_id))
-        if count >= limit:
-            raise QuotaExceeded(f"the plan allows {limit} devices; remove one or change plan")
+    await enforce_count(conn, organization_id, "devices")  # 409 past the plan's
     key, prefix, key_hash = await _new_key(conn)
     now = utcnow()
     device_id = await conn.scalar(insert(devices).values(

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from telemetra.auth.dependencies import AuthDevice, IngestPrincipal
 from telemetra.auth.roles import Role
 from telemetra.ingest.decode import decode_body, parse_json
+from telemetra.ingest.fastpath import THROTTLED
 from telemetra.ingest.ingest import Target, find_target, find_target_of_sensors
 from telemetra.ingest.schemas import INGEST_BODY, ImportResult, IngestResult
 from telemetra.kit.body import INGEST, STREAM, body_limit
@@ -23,6 +24,9 @@ ingest_router = APIRouter(tags=["readings"])
 _INGEST_RESPONSES = {
     404: {"description": "The device is not one of the caller's"},
     413: {"description": "The body is over the size limit"},
+    429: {"description": "The device key's rate limit (`rate_limited`) or the organization's "
+                         "daily readings quota (`quota_exceeded`, until midnight UTC) is "
+                         "reached; see Retry-After"},
     422: {"description": "The body is none of the formats, none of its readings can be "
                          "stored (the problem's `rejected` lists each with its reason), or the "
                          "database refused its readings (the detail says why)"},
@@ -50,7 +54,10 @@ async def _target(request: Request, principal, device_id: int | None) -> Target 
     if isinstance(principal, AuthDevice):
         if device_id is not None and device_id != principal.id:
             raise NotFound(f"device {device_id} not found")
-        return Target(principal.id, principal.organization_id)
+        target = Target(principal.id, principal.organization_id)
+        if not request.scope.get(THROTTLED):  # (counted already if the fast path passed it on)
+            await request.app.state.ingestor.throttle(target)  # 429 past the key's limit
+        return target
     if not principal.role.at_least(Role.member):
         raise Forbidden("this needs the member role or higher")
     if device_id is None:

@@ -17,11 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from telemetra.auth.dependencies import DEVICE_KEY_PREFIX, verified_device
 from telemetra.ingest.decode import parse_json
-from telemetra.ingest.ingest import Target
+from telemetra.ingest.ingest import OverDailyQuota, Target
 from telemetra.kit.body import too_deep
-from telemetra.kit.errors import Unavailable
+from telemetra.kit.errors import RateLimited, TelemetraError, Unavailable
 from telemetra.kit.problems import problem
 
+THROTTLED = "telemetra.throttled"  # a scope key: the device key's rate limit was counted
 _ACCEPTED_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -55,6 +56,13 @@ class DeviceIngestFastPath:
         if device is None or (named is not None and named != device.id):
             await self.app(scope, receive, send)
             return
+        target = Target(device.id, device.organization_id)
+        try:
+            await state.ingestor.throttle(target)  # in memory: a few dict operations
+        except RateLimited as limited:
+            await _problem(limited, scope, receive, send)
+            return
+        scope[THROTTLED] = True  # should the route answer, it does not count this again
         chunks, size, more = [], 0, True
         limit = state.settings.max_body_bytes
         while more and size <= limit:
@@ -70,13 +78,9 @@ class DeviceIngestFastPath:
             return
         try:
             body = parse_json(raw)
-            result = await state.ingestor.ingest(Target(device.id, device.organization_id),
-                                                 body)
-        except Unavailable as unavailable:  # the write may still land: never write it twice
-            response = problem(unavailable.status, unavailable.detail, code=unavailable.code,
-                               title=unavailable.title, headers=unavailable.headers,
-                               **unavailable.extra)
-            await response(scope, receive, send)
+            result = await state.ingestor.ingest(target, body)
+        except (Unavailable, OverDailyQuota) as refused:  # the write may still land: never
+            await _problem(refused, scope, receive, send)  # twice; a refusal counted once
             return
         except Exception:  # nothing was written: the normal route answers, the same way
             await self.app(scope, _replay([raw], False, receive), send)
@@ -86,6 +90,12 @@ class DeviceIngestFastPath:
                     "headers": [*_ACCEPTED_HEADERS,
                                 (b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
+
+
+async def _problem(error: TelemetraError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(error.status, error.detail, code=error.code, title=error.title,
+                       headers=error.headers, **error.extra)
+    await response(scope, receive, send)
 
 
 def _device_key(scope: Scope) -> str | None:

@@ -7,8 +7,9 @@ keys create sensors within ``SensorCaps``; a reading by sensor id only of the ca
 -> validity (valid range, the organization's invalid tags); a body of which nothing can be
 stored is ``NothingStored`` (422). ``commit`` (the bodies answered together: one for an HTTP
 request, the messages the MQTT consumer read together) -> the group-commit writer, one durable
-write. ``ingest`` is the two for one body. A rule about readings lives here once; so will
-quotas and usage.
+write. ``ingest`` is the two for one body. A rule about readings lives here once; so do
+the daily readings quota (``prepare``: ``OverDailyQuota``, 429) and the device key's rate
+limit (``throttle``, called by the HTTP route and fast path before they read a body).
 """
 
 from collections.abc import Iterable, Sequence
@@ -28,10 +29,12 @@ from telemetra.ingest.limits import DEFAULT_LIMITS, ReadingLimits
 from telemetra.ingest.lookups import lookups_for
 from telemetra.ingest.writer import Writer
 from telemetra.kit.db import write_transaction
-from telemetra.kit.errors import Invalid
+from telemetra.kit.errors import Invalid, RateLimited, TelemetraError
 from telemetra.kit.events import EventBus
+from telemetra.kit.ratelimit import RateLimits
 from telemetra.kit.timeutil import utcnow
 from telemetra.orgs import service as orgs
+from telemetra.orgs.usage import UsageMeter, seconds_to_midnight
 from telemetra.readings.flags import is_valid_reading, pack
 from telemetra.sensors import service as sensor_service
 from telemetra.sensors.service import SensorCaps, count_device_sensors
@@ -72,6 +75,25 @@ class NothingStored(Invalid):
                          + ("; ..." if len(reasons) > 3 else ""), loc=["body"],
                          rejected=[r.as_dict() for r in rejected])
         self.rejected = rejected
+
+
+class OverDailyQuota(NothingStored):
+    """The organization's readings of today, with this body's, would pass its plan's daily
+    quota: nothing of the body is stored; a 429 with ``Retry-After`` until midnight UTC. A
+    ``NothingStored``, so MQTT counts the message rejected with this reason."""
+
+    status = 429
+    code = "quota_exceeded"
+    title = "Quota Exceeded"
+
+    def __init__(self, limit: int, readings: int) -> None:
+        retry_after = seconds_to_midnight()
+        TelemetraError.__init__(
+            self, f"over the daily readings quota: the organization's plan allows {limit:,} "
+                  "readings a day, and this body's readings would pass it; it resets at "
+                  "midnight UTC (see Retry-After)", headers={"Retry-After": str(retry_after)},
+            limit="max_readings_per_day", limit_value=limit)
+        self.rejected = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +185,12 @@ class Ingestor:
                  limits: ReadingLimits = DEFAULT_LIMITS,
                  sensor_caps: SensorCaps | None = None,
                  cache_sizes: CacheSizes | None = None,
-                 bus: EventBus | None = None) -> None:
+                 bus: EventBus | None = None, usage: UsageMeter | None = None,
+                 rate_limits: RateLimits | None = None) -> None:
         self.engine = engine
         self.writer = writer
+        self.usage = usage  # the daily readings quota, and refusals counted by device
+        self.rate_limits = rate_limits
         self.limits = limits
         self.sensor_caps = sensor_caps or SensorCaps()
         self.bus = bus
@@ -180,7 +205,8 @@ class Ingestor:
 
     @classmethod
     def from_settings(cls, engine: AsyncEngine, writer: Writer, settings: Settings,
-                      bus: EventBus | None = None) -> "Ingestor":
+                      bus: EventBus | None = None, usage: UsageMeter | None = None,
+                      rate_limits: RateLimits | None = None) -> "Ingestor":
         return cls(engine, writer,
                    limits=ReadingLimits(settings.min_reading_time,
                                         timedelta(seconds=settings.max_future_seconds)),
@@ -188,7 +214,7 @@ class Ingestor:
                                           settings.max_sensors_per_device),
                    cache_sizes=CacheSizes(settings.sensor_cache_size, settings.device_cache_size,
                                           settings.organization_cache_size),
-                   bus=bus)
+                   bus=bus, usage=usage, rate_limits=rate_limits)
 
     async def close(self) -> None:
         """Close what the lookups hold (SQLite's own connection and thread)."""
@@ -228,6 +254,25 @@ class Ingestor:
             self._devices.put(device_id, info, generation)
         return info
 
+    async def throttle(self, target: Target) -> None:
+        """The device key's rate limit, for one ingestion request of the device: raises
+        ``RateLimited`` (429) past it, and counts the refusal for the device."""
+        if self.rate_limits is None or self.rate_limits.ingest is None:
+            return
+        try:
+            await self.rate_limits.device(target.device_id)
+        except RateLimited:
+            if self.usage is not None:
+                self.usage.rejected(target.organization_id, target.device_id, "rate_limited")
+            raise
+
+    async def _within_quota(self, target: Target, rows: list[Row]) -> None:
+        if self.usage is not None and rows:
+            limit = await self.usage.refuses(target.organization_id, target.device_id,
+                                             len(rows))
+            if limit is not None:
+                raise OverDailyQuota(limit, len(rows))
+
     async def ingest(self, target: Target, body: Any, source: Source = DEVICE) -> dict:
         """One body, prepared and committed: ``{accepted, duplicates, rejected}`` once durable.
         Raises ``Invalid`` (422) for a body that is none of the formats, ``NothingStored``
@@ -247,6 +292,7 @@ class Ingestor:
         rows = await self._rows(target, readings, now, rejected)
         if not rows and rejected and source.refuse_empty:
             raise NothingStored(rejected)
+        await self._within_quota(target, rows)
         return Prepared(target, rows, rejected)
 
     async def commit(self, prepared: Sequence[Prepared]) -> Stored:
@@ -427,6 +473,7 @@ class Ingestor:
                 rows = await self._rows(target, readings, now, rejected)
                 if not rows and rejected and source.refuse_empty:
                     raise NothingStored(rejected)
+                await self._within_quota(target, rows)
             except Exception as exc:  # handed back: the caller decides, body by body
                 results.append(exc)
             else:

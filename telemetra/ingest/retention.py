@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telemetra.db.tables import organizations, readings, sensors
 from telemetra.ingest.partitions import Partitions
 from telemetra.kit.db import write_transaction
+from telemetra.orgs.plans import Plans
 from telemetra.readings.review import refresh_latest
 
 log = logging.getLogger("telemetra.retention")
@@ -37,11 +38,21 @@ async def _delete_older(engine: AsyncEngine, sensor_id: int, cutoff: datetime) -
             return deleted
 
 
-async def apply_retention(engine: AsyncEngine, partitions: Partitions, now: datetime) -> dict:
-    """One pass; returns what it removed."""
+def _capped(days: int, plan: str, plans: Plans | None) -> int:
+    known = plans.table.get(plan) if plans is not None else None
+    if known is None or known.retention_days is None:
+        return days
+    return min(days, known.retention_days)
+
+
+async def apply_retention(engine: AsyncEngine, partitions: Partitions, now: datetime,
+                          plans: Plans | None = None) -> dict:
+    """One pass; returns what it removed. An organization keeps readings its
+    ``retention_days``, at most its plan's (``plans``)."""
     async with engine.connect() as conn:
-        orgs = (await conn.execute(select(organizations.c.id, organizations.c.retention_days))
-                ).all()
+        rows = (await conn.execute(select(organizations.c.id, organizations.c.retention_days,
+                                          organizations.c.plan))).all()
+    orgs = [(org, _capped(days, plan, plans)) for org, days, plan in rows]
     if not orgs:
         return {"partitions_dropped": [], "rows_deleted": 0}
     longest = max(days for _, days in orgs)

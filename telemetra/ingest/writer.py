@@ -14,7 +14,7 @@ time), so one ``write`` may hold the rows of several devices (an MQTT batch does
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -39,9 +39,13 @@ class _Pending:
 class Writer:
     def __init__(self, engine: AsyncEngine, partitions: Partitions, *,
                  max_pending_rows: int = 200_000, max_batch_rows: int = 50_000,
-                 timeout_seconds: float = 30.0, events: EventBus | None = None) -> None:
+                 timeout_seconds: float = 30.0, events: EventBus | None = None,
+                 on_committed: Callable[[list[list[Row]]], None] | None = None) -> None:
         self.engine = engine
         self.events = events
+        # Told each committed batch's new rows, per request, before its callers are answered
+        # (the usage counters: telemetra.orgs.usage); it must be quick and never wait.
+        self.on_committed = on_committed
         self.partitions = partitions
         self.max_pending_rows = max_pending_rows
         self.max_batch_rows = max_batch_rows
@@ -165,6 +169,11 @@ class Writer:
                                               loc=["body"]))
             return
         self.batches += 1
+        if self.on_committed is not None:
+            try:
+                self.on_committed(new_rows)
+            except Exception:  # committed all the same: the callers must not wait for a bug
+                log.exception("the usage of a committed batch could not be counted")
         if (self.events is not None and self.events.wants(ReadingsCommitted)
                 and any(new_rows)):
             try:

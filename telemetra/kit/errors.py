@@ -79,6 +79,14 @@ class QuotaExceeded(TelemetraError):
     title = "Quota Exceeded"
 
 
+class PlanLimitReached(TelemetraError):
+    """A count the organization's plan limits (devices, alert rules) is reached."""
+
+    status = 409
+    code = "quota_exceeded"
+    title = "Quota Exceeded"
+
+
 class RateLimited(TelemetraError):
     status = 429
     code = "rate_limited"

@@ -77,11 +77,14 @@ def first_error(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}" if where else error["msg"]
 
 
+QUOTA_EXCEEDED = "over the daily readings quota"  # telemetra.ingest.ingest.OverDailyQuota
+
+
 def reason_kind(reason: str) -> str:
     """The counter a reason goes to: its words before any detail."""
     for kind in ("payload too large", "invalid JSON", "unknown format", "unknown device",
                  "not a platform topic", "invalid heartbeat", "invalid log lines",
-                 NOTHING_STORED):
+                 NOTHING_STORED, QUOTA_EXCEEDED):
         if reason.startswith(kind):
             return kind
     if reason.startswith("device ") and reason.endswith("inactive"):

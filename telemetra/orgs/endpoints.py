@@ -1,4 +1,4 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from telemetra.auth.dependencies import CurrentUser, Owner
 from telemetra.kit.db import ConnDep, TransactionalRoute
@@ -19,5 +19,7 @@ async def update_my_organization(body: OrganizationUpdate, conn: ConnDep, user: 
 
 
 @router.get("/me/usage", response_model=Usage, summary="Usage against the plan's limits")
-async def get_my_usage(conn: ConnDep, user: CurrentUser):
-    return await service.usage(conn, user.organization_id)
+async def get_my_usage(conn: ConnDep, user: CurrentUser, request: Request):
+    meter = getattr(request.app.state, "usage", None)
+    unflushed = meter.unflushed(user.organization_id) if meter is not None else (0, {})
+    return await service.usage(conn, user.organization_id, unflushed)

@@ -14,3 +14,11 @@ class InvalidTagsChanged:
     answer_when_everywhere = True
 
     organization_id: int
+
+
+@event("organization.plan_changed")
+@dataclass(frozen=True, slots=True)
+class PlanChanged:
+    """The organization's plan or limits changed: its cached limits are forgotten."""
+
+    organization_id: int

@@ -36,14 +36,39 @@ class PlanUpdate(Body):
     max_readings_per_day: Annotated[int, Field(ge=0)] | None = None
 
 
+class DeviceRejections(BaseModel):
+    device_id: int
+    rate_limited: int = Field(description="Ingestion requests refused by the device key's "
+                                          "rate limit today (429 rate_limited)")
+    quota_exceeded: int = Field(description="Bodies or MQTT messages refused by the daily "
+                                            "readings quota today (429 quota_exceeded)")
+
+
+class Rejections(BaseModel):
+    rate_limited: int
+    quota_exceeded: int
+    by_device: list[DeviceRejections] = Field(
+        description="The devices with ingestion refused today, so a user can see why data "
+                    "is missing")
+
+
 class Usage(BaseModel):
+    """Usage against the plan's limits (a ``max_`` field that is null: no limit)."""
+
     organization_id: int
     plan: str
     devices: int
     max_devices: int | None
+    alert_rules: int
+    max_alert_rules: int | None
     sensors: int
-    readings_today: int
+    readings_today: int = Field(description="Readings stored since midnight UTC (duplicates "
+                                            "left out), all processes")
     readings_this_month: int
     readings_total: int
     max_readings_per_day: int | None
+    readings_quota_resets_at: datetime
+    retention_days: int
+    max_retention_days: int | None
     storage_bytes: int = Field(description="Approximate bytes of readings stored")
+    rejected_today: Rejections

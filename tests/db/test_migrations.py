@@ -173,7 +173,8 @@ ID_TABLES = [t.name for t in metadata.sorted_tables
 _T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # The tables 0005 knew (later migrations add others).
 LATER_TABLES = {"relayed_events", "alert_rules", "alerts", "alert_pending",
-                "webhook_deliveries", "relay_peers", "relayed_readings"}
+                "webhook_deliveries", "relay_peers", "relayed_readings",
+                "usage_counters"}
 LATER_COLUMNS = {"reported_online"}  # devices, 0007
 LATER_COLUMNS |= {"headers", "timeout_seconds", "last_result", "newest_reading_at",
                   "next_run_at", "lease_until"}  # connectors, 0009

@@ -29,8 +29,9 @@ def test_usage_counts_devices_against_the_plan(api, root):
 def test_device_quota_from_the_plan(api, root):
     org = api.get("/organizations/me", root).json()
     plan = api.put(f"/admin/organizations/{org['id']}/plan", root,
-                   json={"plan": "tiny", "max_devices": 1})
-    assert plan.status_code == 200 and plan.json()["plan"] == "tiny"
+                   json={"plan": "pro", "max_devices": 1})
+    assert plan.status_code == 200 and plan.json()["plan"] == "pro"
     api.device(root)
     refused = api.post("/devices", root, json={"name": "one-too-many"})
-    assert refused.status_code == 403 and refused.json()["code"] == "quota_exceeded"
+    assert refused.status_code == 409 and refused.json()["code"] == "quota_exceeded"
+    assert "max_devices" in refused.json()["detail"]
