@@ -31,7 +31,7 @@ from telemetra import __version__
 from telemetra.connectors.schemas import ConnectorKind
 from telemetra.connectors.service import get_connector, host_allowed
 from telemetra.db.tables import connectors
-from telemetra.ingest.ingest import Ingestor, NothingStored, Source
+from telemetra.ingest.ingest import Ingestor, NothingStored, OverDailyQuota, Source
 from telemetra.kit.crypto import SecretBox
 from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import BadGateway, Conflict, Invalid, NotFound
@@ -168,6 +168,10 @@ class Puller:
             log.warning("connector %s (%r) of organization %s: pull failed, tried again in "
                         "%ss: %s", row.id, row.name, row.organization_id,
                         row.interval_seconds, failed)
+        except OverDailyQuota as over:
+            log.warning("connector %s (%r) of organization %s: not pulled, tried again in "
+                        "%ss: %s", row.id, row.name, row.organization_id,
+                        row.interval_seconds, over.detail)
         except Exception:
             log.exception("connector %s (%r) of organization %s: pull failed, tried again "
                           "in %ss", row.id, row.name, row.organization_id, row.interval_seconds)
@@ -196,6 +200,8 @@ class Puller:
             raise Conflict(str(refused)) from None
         except PullFailed as failed:
             raise BadGateway(f"the upstream failed: {failed}") from None
+        except OverDailyQuota:  # recorded as the connector's last_error; a 429 with Retry-After
+            raise
         except BaseException:
             await self._release(row, error=None)
             raise
@@ -219,8 +225,9 @@ class Puller:
         started = utcnow()
         try:
             pulled = await self._pull(row, started)
-        except PullFailed as failed:
-            await self._release(row, error=str(failed), started=started)
+        except (PullFailed, OverDailyQuota) as failed:
+            await self._release(row, error=str(getattr(failed, "detail", failed)),
+                                started=started)
             raise
         await self._release(row, pulled=pulled, started=started)
         return pulled
@@ -257,6 +264,8 @@ class Puller:
                         expect=row.format, max_age_seconds=row.max_age_seconds)
         try:
             prepared = await self.ingestor.prepare(device.target, body, source, now=now)
+        except OverDailyQuota:  # the organization's plan, not the upstream: a 429 on run
+            raise
         except NothingStored as nothing:
             reasons = list(dict.fromkeys(r.reason for r in nothing.rejected))
             raise PullFailed("no reading of the answer can be stored: "

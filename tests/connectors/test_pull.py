@@ -338,3 +338,32 @@ def _wait(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.2)
+
+
+def test_a_pull_past_the_daily_quota_is_a_429_storing_nothing(database_url, upstream):
+    """The organization's plan, not the upstream, refuses it: a 429 with Retry-After (not a
+    502 blaming the upstream), nothing stored, and the reason shown as last_error."""
+    from fastapi.testclient import TestClient
+
+    from telemetra.app import create_app
+    from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+    from tests.helpers import Api
+
+    settings = make_settings(database_url, usage_flush_seconds=0.2,
+                             plans={"tiny": {"readings_per_day": 1}})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        api = Api(client)
+        root = api.login(ADMIN_USERNAME, ADMIN_PASSWORD)
+        org = api.get("/organizations/me", root).json()
+        assert api.put(f"/admin/organizations/{org['id']}/plan", root,
+                       json={"plan": "tiny"}).status_code == 200
+        device = api.device(root)
+        now = int(time.time())
+        pull = connector(api, root, device, upstream.answer("/q", points(now - 20, now - 10)),
+                         key="level", format="bytes")
+        refused = run(api, root, pull["id"])
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["code"] == "quota_exceeded" and "Retry-After" in refused.headers
+        assert readings(api, root, device) == []
+        shown = api.get(f"/connectors/{pull['id']}", root).json()
+        assert "daily readings quota" in shown["last_error"]

@@ -7,10 +7,9 @@ column limited nothing, so organizations on its old default, "free", move to "un
 keep what they had (new organizations get TELEMETRA_DEFAULT_PLAN, set on creation; the
 column's server default stays: changing it would rebuild the table on SQLite).
 
-(Numbered 0009 beside other branches' migrations; the lead renumbers when merging.)
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-02
 """
 
