@@ -27,6 +27,10 @@ class SiteUpdate(Body):
     timezone: Annotated[str, Field(max_length=64)] | None = None
 
 
+class SiteReplace(SiteCreate):
+    """The whole site (PUT): a field left out takes its default, as at creation."""
+
+
 class Site(BaseModel):
     id: int
     organization_id: int
