@@ -47,6 +47,7 @@ from telemetra.kit.middleware import RequestIdMiddleware
 from telemetra.kit.openapi import install_problem_openapi
 from telemetra.kit.problems import install_problem_handlers
 from telemetra.kit.ratelimit import RateLimits
+from telemetra.kit.routes import StrictQuery
 from telemetra.kit.timeutil import utcnow
 from telemetra.live.endpoints import router as live_router
 from telemetra.live.hub import Hub
@@ -236,9 +237,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.connector_box = SecretBox(settings.secret_key, CONNECTOR_HEADERS)
     app.state.plans = Plans.from_settings(settings)  # a bad TELEMETRA_PLANS stops start-up
     install_problem_handlers(app)
-    app.include_router(health_router)
+    # Every route refuses query parameters it does not declare (API.md, "Strict input").
+    app.include_router(health_router, dependencies=[StrictQuery])
     for feature in FEATURE_ROUTERS:
-        app.include_router(feature, prefix=API_PREFIX)
+        app.include_router(feature, prefix=API_PREFIX, dependencies=[StrictQuery])
     install_problem_openapi(app)
     # Innermost: it sees the body the fast path replays when it passes a request on.
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_request_bytes,

@@ -22,7 +22,7 @@ from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.settings import Settings
 from tests import pgcluster
-from tests.helpers import Api
+from tests.helpers import Api, Tenants
 
 BACKENDS = ["sqlite", "postgresql"]
 ADMIN_USERNAME = "root"
@@ -142,3 +142,11 @@ def api(client: TestClient) -> Api:
 def root(api: Api) -> dict:
     """Headers of the configured superadmin (owner of the default organization)."""
     return api.login(ADMIN_USERNAME, ADMIN_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def tenants(databases: DatabaseFactory) -> Iterator[Tenants]:
+    """One tenant-mode app per module and backend, with two organizations (``Tenants``)."""
+    settings = make_settings(databases.new(), signup_mode="tenant")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield Tenants(Api(test_client))

@@ -90,3 +90,14 @@ async def lock_readings(conn: AsyncConnection) -> AsyncConnection:
         await conn.begin()
         await conn.execute(text("LOCK TABLE readings IN EXCLUSIVE MODE"))
     return conn
+
+
+class Tenants:
+    """Two organizations of a tenant-mode app: ``owner`` and ``viewer`` are headers of users of
+    the first, ``other`` of the second's owner (whose objects the first must never reach)."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        _, self.owner = api.signup_tenant_owner()
+        _, self.viewer = api.add_user(self.owner, "viewer")
+        _, self.other = api.signup_tenant_owner()

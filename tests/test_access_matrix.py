@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/users"): Rule(ADMIN),
     ("GET", "/users/{user_id}"): Rule(VIEWER),
     ("PATCH", "/users/{user_id}"): Rule(ADMIN, self_minimum=VIEWER),
+    ("PUT", "/users/{user_id}"): Rule(ADMIN, self_minimum=VIEWER),
     ("DELETE", "/users/{user_id}"): Rule(ADMIN),
     ("PATCH", "/users/{user_id}/deactivate"): Rule(ADMIN),
     ("PATCH", "/users/{user_id}/activate"): Rule(ADMIN),
@@ -86,6 +87,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/sites"): Rule(MEMBER),
     ("GET", "/sites/{site_id}"): Rule(VIEWER),
     ("PATCH", "/sites/{site_id}"): Rule(MEMBER),
+    ("PUT", "/sites/{site_id}"): Rule(MEMBER),
     ("DELETE", "/sites/{site_id}"): Rule(MEMBER),
     ("GET", "/sites/{site_id}/statistics"): Rule(VIEWER),
     # devices
@@ -93,6 +95,7 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/devices"): Rule(MEMBER),
     ("GET", "/devices/{device_id}"): Rule(VIEWER),
     ("PATCH", "/devices/{device_id}"): Rule(MEMBER),
+    ("PUT", "/devices/{device_id}"): Rule(MEMBER),
     ("DELETE", "/devices/{device_id}"): Rule(MEMBER),
     ("POST", "/devices/{device_id}/rotate-key"): Rule(MEMBER),
     ("GET", "/devices/{device_id}/status"): Rule(VIEWER),
@@ -110,12 +113,14 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/sensors"): Rule(MEMBER),
     ("GET", "/sensors/{sensor_id}"): Rule(VIEWER),
     ("PATCH", "/sensors/{sensor_id}"): Rule(MEMBER),
+    ("PUT", "/sensors/{sensor_id}"): Rule(MEMBER),
     ("DELETE", "/sensors/{sensor_id}"): Rule(MEMBER),
     # groups
     ("GET", "/groups"): Rule(VIEWER),
     ("POST", "/groups"): Rule(MEMBER),
     ("GET", "/groups/{group_id}"): Rule(VIEWER),
     ("PATCH", "/groups/{group_id}"): Rule(MEMBER),
+    ("PUT", "/groups/{group_id}"): Rule(MEMBER),
     ("DELETE", "/groups/{group_id}"): Rule(MEMBER),
     ("POST", "/groups/{group_id}/devices/{device_id}"): Rule(MEMBER),
     ("DELETE", "/groups/{group_id}/devices/{device_id}"): Rule(MEMBER),
@@ -521,12 +526,22 @@ def _prepare_command_of_device(world: World, objects: dict) -> None:
         objects["command_id"] = (device_org, _new_command(world, device_org, device_id))
 
 
+_replaced_sensor: dict = {}  # what a PUT of the case's sensor must repeat: its device and key
+
+
+def _prepare_sensor_replacement(world: World, objects: dict) -> None:
+    org, sensor_id = objects["sensor_id"]
+    sensor = world.api.get(f"/sensors/{sensor_id}", org.owner).json()
+    _replaced_sensor.update(device_id=sensor["device_id"], key=sensor["key"])
+
+
 PREPARE: dict[tuple[str, str], Callable[[World, dict], None]] = {
     ("DELETE", "/groups/{group_id}/devices/{device_id}"): _prepare_membership,
     ("PATCH", "/users/{user_id}/activate"): _prepare_deactivated,
     ("GET", "/devices/{device_id}/commands/{command_id}"): _prepare_command_of_device,
     ("PATCH", "/devices/{device_id}/commands/{command_id}"): _prepare_command_of_device,
     ("DELETE", "/devices/{device_id}/commands/{command_id}"): _prepare_command_of_device,
+    ("PUT", "/sensors/{sensor_id}"): _prepare_sensor_replacement,
 }
 
 
@@ -567,6 +582,14 @@ def _refresh_body(ctx: Ctx) -> dict:
                                                   PASSWORD)["refresh_token"]}
 
 
+def _user_replacement(ctx: Ctx) -> dict:
+    # The caller's own role: kept when the user is the caller (nobody changes their own),
+    # granted to another user (a fresh member) by those who may.
+    role = {SUPERADMIN: OWNER}.get(ctx.principal.name, ctx.principal.name) if (
+        ctx.principal is not None and ctx.principal.name in RANK) else MEMBER
+    return {"full_name": unique("Name "), "role": role}
+
+
 # Valid example bodies, so an allowed call succeeds rather than failing validation.
 BODIES: dict[tuple[str, str], Callable[[Ctx], object]] = {
     ("POST", "/auth/signup"): lambda ctx: {"username": unique("signup"), "password": PASSWORD},
@@ -578,11 +601,14 @@ BODIES: dict[tuple[str, str], Callable[[Ctx], object]] = {
                                      "role": "viewer"},
     ("PATCH", "/users/{user_id}"): lambda ctx: {"full_name": unique("Name "),
                                                 "email": unique("mail") + "@example.com"},
+    ("PUT", "/users/{user_id}"): _user_replacement,
     ("PATCH", "/organizations/me"): lambda ctx: {"retention_days": 400},
     ("POST", "/sites"): lambda ctx: {"name": unique("site")},
     ("PATCH", "/sites/{site_id}"): lambda ctx: {"description": unique("changed ")},
+    ("PUT", "/sites/{site_id}"): lambda ctx: {"name": unique("replaced ")},
     ("POST", "/devices"): lambda ctx: {"name": unique("device")},
     ("PATCH", "/devices/{device_id}"): lambda ctx: {"location": unique("moved ")},
+    ("PUT", "/devices/{device_id}"): lambda ctx: {"name": unique("replaced ")},
     ("POST", "/devices/{device_id}/heartbeat"): lambda ctx: {"firmware_version": "1.2.3"},
     ("POST", "/devices/{device_id}/logs"): lambda ctx: {"level": "info", "message": "hello"},
     ("POST", "/devices/{device_id}/commands"): lambda ctx: {"name": "reboot",
@@ -592,8 +618,12 @@ BODIES: dict[tuple[str, str], Callable[[Ctx], object]] = {
     ("POST", "/sensors"): lambda ctx: {"device_id": ctx.org.shared["device_id"],
                                        "key": unique("key"), "type": "temperature"},
     ("PATCH", "/sensors/{sensor_id}"): lambda ctx: {"unit": unique("u")},
+    ("PUT", "/sensors/{sensor_id}"): lambda ctx: {
+        "device_id": ctx.org.shared["device_id"], "key": unique("key"), **_replaced_sensor,
+        "unit": unique("u")},
     ("POST", "/groups"): lambda ctx: {"name": unique("group")},
     ("PATCH", "/groups/{group_id}"): lambda ctx: {"description": unique("changed ")},
+    ("PUT", "/groups/{group_id}"): lambda ctx: {"name": unique("replaced ")},
     ("POST", "/connectors"): lambda ctx: _connector_body(ctx.fresh_device()),
     ("PATCH", "/connectors/{connector_id}"): lambda ctx: {"enabled": False,
                                                           "max_age_seconds": 3600},

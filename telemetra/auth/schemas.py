@@ -91,3 +91,13 @@ class UserUpdate(Body):
     email: EmailStr | None = None
     full_name: FullName | None = None
     role: Role | None = None
+
+
+class UserReplace(Body):
+    """The whole user (PUT): ``email`` and ``full_name`` left out are cleared; ``role`` is
+    required, so that a replacement never demotes anyone by leaving it out. The username and
+    password do not change here (``POST /auth/password``)."""
+
+    email: EmailStr | None = None
+    full_name: FullName | None = None
+    role: Role

@@ -9,6 +9,7 @@ from telemetra.devices.schemas import (
     Device,
     DeviceCreate,
     DeviceLog,
+    DeviceReplace,
     DeviceStatus,
     DeviceStatusInfo,
     DeviceUpdate,
@@ -56,6 +57,15 @@ async def get_device(device_id: int, conn: ConnDep, user: CurrentUser):
 @router.patch("/{device_id}", response_model=Device, summary="Update a device (member)")
 async def update_device(device_id: int, body: DeviceUpdate, conn: ConnDep, user: Member):
     return await service.update_device(conn, user.organization_id, device_id, body)
+
+
+@router.put("/{device_id}", response_model=Device, summary="Replace a device (member)",
+            description="Replaces the whole device: a field left out takes its default, as "
+                        "at creation (`name` is required; `status` active, "
+                        "`offline_after_seconds` 300, the others cleared). Its key, sensors "
+                        "and readings stay. `PATCH` changes only the fields sent.")
+async def replace_device(device_id: int, body: DeviceReplace, conn: ConnDep, user: Member):
+    return await service.replace_device(conn, user.organization_id, device_id, body)
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT,

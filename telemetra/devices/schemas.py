@@ -42,6 +42,11 @@ class DeviceUpdate(Body):
     offline_after_seconds: OfflineAfter = None
 
 
+class DeviceReplace(DeviceCreate):
+    """The whole device (PUT): a field left out takes its default, as at creation (no
+    metadata, ``status`` active, ``offline_after_seconds`` 300)."""
+
+
 class Device(BaseModel):
     id: int
     organization_id: int

@@ -18,6 +18,7 @@ from telemetra.db.tables import (
 from telemetra.devices.events import DeviceChanged, DeviceKeyIssued
 from telemetra.devices.schemas import (
     DeviceCreate,
+    DeviceReplace,
     DeviceStatus,
     DeviceUpdate,
     Heartbeat,
@@ -27,7 +28,7 @@ from telemetra.devices.schemas import (
 from telemetra.kit.errors import Invalid, NotFound
 from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
-from telemetra.kit.schemas import check_free_form
+from telemetra.kit.schemas import as_update, check_free_form
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.secrets import random_token, token_hash
 from telemetra.kit.timeutil import utcnow
@@ -126,6 +127,13 @@ async def update_device(conn: AsyncConnection, organization_id: int, device_id: 
                            .values(**values, updated_at=utcnow()))
         record_changed(conn, device, values.get("status"))
     return device_out(await get_device(conn, organization_id, device_id))
+
+
+async def replace_device(conn: AsyncConnection, organization_id: int, device_id: int,
+                         body: DeviceReplace) -> dict:
+    """PUT: the device as ``body`` has it, fields left out at their defaults (so a device
+    left without ``status`` is active again); recorded as changed like any update."""
+    return await update_device(conn, organization_id, device_id, as_update(body, DeviceUpdate))
 
 
 async def delete_device(conn: AsyncConnection, organization_id: int, device_id: int) -> None:

@@ -3,7 +3,13 @@ from fastapi.responses import Response
 
 from telemetra.auth.dependencies import CurrentUser, Member
 from telemetra.groups import service
-from telemetra.groups.schemas import Group, GroupCreate, GroupUpdate, GroupWithDevices
+from telemetra.groups.schemas import (
+    Group,
+    GroupCreate,
+    GroupReplace,
+    GroupUpdate,
+    GroupWithDevices,
+)
 from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
@@ -33,6 +39,14 @@ async def get_group(group_id: int, conn: ConnDep, user: CurrentUser,
 @router.patch("/{group_id}", response_model=Group, summary="Update a group (member)")
 async def update_group(group_id: int, body: GroupUpdate, conn: ConnDep, user: Member):
     return await service.update_group(conn, user.organization_id, group_id, body)
+
+
+@router.put("/{group_id}", response_model=Group, summary="Replace a group (member)",
+            description="Replaces the whole group: a field left out takes its default, as at "
+                        "creation (`name` is required, the others are cleared); its devices "
+                        "stay. `PATCH` changes only the fields sent.")
+async def replace_group(group_id: int, body: GroupReplace, conn: ConnDep, user: Member):
+    return await service.replace_group(conn, user.organization_id, group_id, body)
 
 
 @router.delete("/{group_id}", status_code=status.HTTP_204_NO_CONTENT,

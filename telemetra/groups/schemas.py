@@ -21,6 +21,10 @@ class GroupUpdate(Body):
     color: Color | None = None
 
 
+class GroupReplace(GroupCreate):
+    """The whole group (PUT): a field left out takes its default, as at creation."""
+
+
 class Group(BaseModel):
     id: int
     organization_id: int

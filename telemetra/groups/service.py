@@ -6,9 +6,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from telemetra.db.tables import devices, group_members, groups
 from telemetra.devices.service import device_out, get_device
 from telemetra.groups.events import GroupMembersChanged
-from telemetra.groups.schemas import GroupCreate, GroupUpdate
+from telemetra.groups.schemas import GroupCreate, GroupReplace, GroupUpdate
 from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
+from telemetra.kit.schemas import as_update
 from telemetra.kit.scoping import ensure_name_free, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
 
@@ -57,6 +58,12 @@ async def update_group(conn: AsyncConnection, organization_id: int, group_id: in
         await conn.execute(update(groups).where(groups.c.id == group_id)
                            .values(**values, updated_at=utcnow()))
     return await get_group(conn, organization_id, group_id)
+
+
+async def replace_group(conn: AsyncConnection, organization_id: int, group_id: int,
+                        body: GroupReplace) -> dict:
+    """PUT: the group as ``body`` has it, fields left out at their defaults."""
+    return await update_group(conn, organization_id, group_id, as_update(body, GroupUpdate))
 
 
 async def delete_group(conn: AsyncConnection, organization_id: int, group_id: int) -> None:

@@ -7,9 +7,10 @@ answer with, derived from the operation itself rather than repeated on every end
 - 401 and 403 where the operation declares security (a token or a device key);
 - 404 where the path names an object, or a write names one in its query (``device_id``);
 - 409 on writes that touch the database (a duplicate, or a state that forbids the change);
-- 422 where the operation takes parameters or a body (FastAPI's own ``HTTPValidationError``
-  is replaced: it describes a body this app never sends), and 400 where it takes a body
-  (one that cannot even be decoded, e.g. not UTF-8);
+- 422 on every operation: an unknown query parameter is one (``kit.routes``), besides
+  invalid parameters or body (FastAPI's own ``HTTPValidationError`` is replaced: it
+  describes a body this app never sends), and 400 where it takes a body (one that cannot
+  even be decoded, e.g. not UTF-8);
 - 503 where the operation touches the database (it may be down; ``Retry-After`` says when).
 
 An endpoint documents its own extra statuses as usual (``responses={409: {"description":
@@ -107,8 +108,7 @@ def _error_statuses(path: str, method: str, operation: dict, uses_db: bool) -> s
         statuses.add(404)
     if uses_db and method in _WRITES:
         statuses.add(409)
-    if parameters or "requestBody" in operation:
-        statuses.add(422)
+    statuses.add(422)  # an unknown query parameter, on any operation (API.md, Strict input)
     if "requestBody" in operation:
         statuses.add(400)
     if uses_db:

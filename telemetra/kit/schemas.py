@@ -1,6 +1,6 @@
 """Field types shared by the features' request bodies."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from pydantic import (
@@ -71,6 +71,8 @@ def check_free_form(value: Any) -> Any:
 
 _BOUNDS = (f"At most {MAX_FREE_FORM_DEPTH} levels deep and {MAX_FREE_FORM_BYTES} bytes as "
            "JSON.")
+Model = TypeVar("Model", bound=BaseModel)
+
 FreeForm = Annotated[dict[str, Any], AfterValidator(check_free_form),
                      Field(description=f"Free-form JSON object. {_BOUNDS}")]
 FreeFormValue = Annotated[Any, AfterValidator(check_free_form),
@@ -100,6 +102,14 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     _no_nul = model_validator(mode="after")(refuse_nul)
+
+
+def as_update(body: BaseModel, update: type[Model]) -> Model:
+    """A PUT body as the PATCH body (``update``) that sets every field it has: the update path
+    applied with ``exclude_unset`` then replaces the whole object, fields the client left out
+    at their defaults (API.md, "Updates"). Fields ``update`` lacks (a sensor's device and key,
+    which never change) are the caller's to check."""
+    return update.model_validate(body.model_dump(include=set(update.model_fields)))
 
 
 def page(items: list, total: int, params) -> dict:

@@ -8,7 +8,13 @@ from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 from telemetra.sensors import service
-from telemetra.sensors.schemas import Sensor, SensorCreate, SensorStatus, SensorUpdate
+from telemetra.sensors.schemas import (
+    Sensor,
+    SensorCreate,
+    SensorReplace,
+    SensorStatus,
+    SensorUpdate,
+)
 
 router = APIRouter(prefix="/sensors", tags=["sensors"], route_class=TransactionalRoute)
 
@@ -42,6 +48,16 @@ async def get_sensor(sensor_id: int, conn: ConnDep, user: CurrentUser):
 @router.patch("/{sensor_id}", response_model=Sensor, summary="Update a sensor (member)")
 async def update_sensor(sensor_id: int, body: SensorUpdate, conn: ConnDep, user: Member):
     return await service.update_sensor(conn, user.organization_id, sensor_id, body)
+
+
+@router.put("/{sensor_id}", response_model=Sensor, summary="Replace a sensor (member)",
+            description="Replaces the whole sensor: a field left out takes its default, as at "
+                        "creation (`type` other, `status` active, the others cleared). "
+                        "`device_id` and `key` are required and must be the sensor's own: "
+                        "they cannot change. Its readings stay. `PATCH` changes only the "
+                        "fields sent.")
+async def replace_sensor(sensor_id: int, body: SensorReplace, conn: ConnDep, user: Member):
+    return await service.replace_sensor(conn, user.organization_id, sensor_id, body)
 
 
 @router.delete("/{sensor_id}", status_code=status.HTTP_204_NO_CONTENT,

@@ -47,6 +47,11 @@ class SensorUpdate(_Range):
     valid_max: float | None = None
 
 
+class SensorReplace(SensorCreate):
+    """The whole sensor (PUT): a field left out takes its default, as at creation.
+    ``device_id`` and ``key`` say which sensor it is: required, and they cannot change."""
+
+
 class Sensor(BaseModel):
     id: int
     organization_id: int

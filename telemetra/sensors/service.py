@@ -14,11 +14,12 @@ from telemetra.db.tables import devices, sensors
 from telemetra.kit.errors import Conflict, Invalid, QuotaExceeded
 from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
+from telemetra.kit.schemas import as_update
 from telemetra.kit.scoping import ensure_scoped, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
 from telemetra.sensors import types as sensortypes
 from telemetra.sensors.events import SensorChanged
-from telemetra.sensors.schemas import SensorCreate, SensorStatus, SensorUpdate
+from telemetra.sensors.schemas import SensorCreate, SensorReplace, SensorStatus, SensorUpdate
 
 # PostgreSQL advisory lock class (with the device id) serialising the creation of a device's
 # sensors, so that two requests cannot both take its last places.
@@ -145,6 +146,20 @@ async def update_sensor(conn: AsyncConnection, organization_id: int, sensor_id: 
         # The ingestion path caches valid ranges and statuses: stale once this commits.
         record(conn, SensorChanged(sensor_id, sensor["device_id"], organization_id))
     return await get_sensor(conn, organization_id, sensor_id)
+
+
+async def replace_sensor(conn: AsyncConnection, organization_id: int, sensor_id: int,
+                         body: SensorReplace) -> RowMapping:
+    """PUT: the sensor as ``body`` has it, fields left out at their defaults. Its device and
+    key say which sensor it is and cannot change (its readings are theirs): 422 if they
+    differ."""
+    sensor = await get_sensor(conn, organization_id, sensor_id)
+    for name in ("device_id", "key"):
+        if getattr(body, name) != sensor[name]:
+            raise Invalid(f"{name}: a sensor's {name} cannot change (this one's is "
+                          f"{sensor[name]!r}); create another sensor instead",
+                          loc=["body", name])
+    return await update_sensor(conn, organization_id, sensor_id, as_update(body, SensorUpdate))
 
 
 async def delete_sensor(conn: AsyncConnection, organization_id: int, sensor_id: int) -> None:

@@ -8,7 +8,7 @@ from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.kit.schemas import page
 from telemetra.sites import service
-from telemetra.sites.schemas import Site, SiteCreate, SiteStatistics, SiteUpdate
+from telemetra.sites.schemas import Site, SiteCreate, SiteReplace, SiteStatistics, SiteUpdate
 
 router = APIRouter(prefix="/sites", tags=["sites"], route_class=TransactionalRoute)
 
@@ -34,6 +34,14 @@ async def get_site(site_id: int, conn: ConnDep, user: CurrentUser):
 @router.patch("/{site_id}", response_model=Site, summary="Update a site (member)")
 async def update_site(site_id: int, body: SiteUpdate, conn: ConnDep, user: Member):
     return await service.update_site(conn, user.organization_id, site_id, body)
+
+
+@router.put("/{site_id}", response_model=Site, summary="Replace a site (member)",
+            description="Replaces the whole site: a field left out takes its default, as at "
+                        "creation (`name` is required, the others are cleared); `PATCH` "
+                        "changes only the fields sent.")
+async def replace_site(site_id: int, body: SiteReplace, conn: ConnDep, user: Member):
+    return await service.replace_site(conn, user.organization_id, site_id, body)
 
 
 @router.delete("/{site_id}", status_code=status.HTTP_204_NO_CONTENT,

@@ -5,8 +5,8 @@ from pydantic import BaseModel, Field
 
 from telemetra.kit.schemas import Body, LongText, Name, ShortText
 
-Latitude = Annotated[float, Field(ge=-90, le=90)]
-Longitude = Annotated[float, Field(ge=-180, le=180)]
+Latitude = Annotated[float, Field(ge=-90, le=90, strict=True)]  # never a boolean
+Longitude = Annotated[float, Field(ge=-180, le=180, strict=True)]
 
 
 class SiteCreate(Body):
@@ -25,6 +25,10 @@ class SiteUpdate(Body):
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     timezone: Annotated[str, Field(max_length=64)] | None = None
+
+
+class SiteReplace(SiteCreate):
+    """The whole site (PUT): a field left out takes its default, as at creation."""
 
 
 class Site(BaseModel):

@@ -10,9 +10,10 @@ from telemetra.db.tables import devices, readings, sensors, sites
 from telemetra.devices.service import delete_devices
 from telemetra.kit.errors import Invalid
 from telemetra.kit.pagination import PageParams, paginate
+from telemetra.kit.schemas import as_update
 from telemetra.kit.scoping import ensure_name_free, get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
-from telemetra.sites.schemas import SiteCreate, SiteUpdate
+from telemetra.sites.schemas import SiteCreate, SiteReplace, SiteUpdate
 
 
 def _check_timezone(values: dict) -> None:
@@ -56,6 +57,12 @@ async def update_site(conn: AsyncConnection, organization_id: int, site_id: int,
         await conn.execute(update(sites).where(sites.c.id == site_id)
                            .values(**values, updated_at=utcnow()))
     return await get_site(conn, organization_id, site_id)
+
+
+async def replace_site(conn: AsyncConnection, organization_id: int, site_id: int,
+                       body: SiteReplace) -> RowMapping:
+    """PUT: the site as ``body`` has it, fields left out at their defaults."""
+    return await update_site(conn, organization_id, site_id, as_update(body, SiteUpdate))
 
 
 async def delete_site(conn: AsyncConnection, organization_id: int, site_id: int) -> None:

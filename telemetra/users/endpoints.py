@@ -5,7 +5,7 @@ from fastapi.responses import Response
 
 from telemetra.auth.dependencies import Admin, CurrentUser
 from telemetra.auth.roles import Role
-from telemetra.auth.schemas import User, UserCreate, UserUpdate
+from telemetra.auth.schemas import User, UserCreate, UserReplace, UserUpdate
 from telemetra.kit.db import ConnDep, TransactionalRoute
 from telemetra.kit.pagination import Page, PageDep
 from telemetra.users import service
@@ -36,6 +36,14 @@ async def get_user(user_id: int, conn: ConnDep, user: CurrentUser):
 @router.patch("/{user_id}", response_model=User, summary="Update a user (self or admin)")
 async def update_user(user_id: int, body: UserUpdate, conn: ConnDep, user: CurrentUser):
     return await service.update_user(conn, user, user_id, body)
+
+
+@router.put("/{user_id}", response_model=User, summary="Replace a user (self or admin)",
+            description="Replaces the user's `email`, `full_name` and `role`: `role` is "
+                        "required, `email` and `full_name` left out are cleared. The same "
+                        "rules as `PATCH`, which changes only the fields sent.")
+async def replace_user(user_id: int, body: UserReplace, conn: ConnDep, user: CurrentUser):
+    return await service.replace_user(conn, user, user_id, body)
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT,

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telemetra.auth.principals import AuthUser
 from telemetra.auth.roles import Role
-from telemetra.auth.schemas import UserCreate, UserUpdate
+from telemetra.auth.schemas import UserCreate, UserReplace, UserUpdate
 from telemetra.auth.service import insert_user, revoke_user_sessions
 from telemetra.db.tables import users
 from telemetra.kit.errors import Conflict, Forbidden
 from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate
+from telemetra.kit.schemas import as_update
 from telemetra.kit.scoping import get_scoped, scoped
 from telemetra.kit.timeutil import utcnow
 from telemetra.users.events import UserChanged
@@ -108,6 +109,13 @@ async def update_user(conn: AsyncConnection, actor: AuthUser, user_id: int,
         await conn.execute(update(users).where(users.c.id == user_id)
                            .values(**values, updated_at=utcnow()))
     return _changed(conn, await get_user(conn, actor.organization_id, user_id))
+
+
+async def replace_user(conn: AsyncConnection, actor: AuthUser, user_id: int,
+                       body: UserReplace) -> RowMapping:
+    """PUT: the user as ``body`` has it (``email`` and ``full_name`` left out are cleared),
+    under the same rules as an update."""
+    return await update_user(conn, actor, user_id, as_update(body, UserUpdate))
 
 
 async def delete_user(conn: AsyncConnection, actor: AuthUser, user_id: int) -> None:
