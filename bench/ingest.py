@@ -19,6 +19,9 @@ Prints, for PostgreSQL and SQLite:
     records the server during the fleet phase (py-spy's folded stacks); BENCH_SUBSCRIBER=1
     gives every server process a trivial ReadingsCommitted subscriber (bench/subscriber), so
     the writer builds and publishes every batch's event, as it does once anything reacts.
+    BENCH_REACTIONS=1 keeps 100 alert rules on the device's keys (a few holding, most never
+    firing) and bench/live.py's 200 subscribed sockets present during the phases
+    (bench/alert_rules.py, Reactions).
 Every Telemetra request is durable: answered only after its commit. Ratios are what matter
 on a shared machine; absolute figures drift.
 """
@@ -51,6 +54,7 @@ BACKENDS = os.environ.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")
 PROFILE = os.environ.get("BENCH_PYSPY")  # a file: py-spy's folded stacks of the fleet phase
 PHASES = os.environ.get("BENCH_PHASES", "batch,single,fleet").split(",")
 SUBSCRIBER = os.environ.get("BENCH_SUBSCRIBER") == "1"
+REACTIONS = os.environ.get("BENCH_REACTIONS") == "1"
 BENCH = Path(__file__).resolve().parent
 if SUBSCRIBER:  # the server's processes (and uvicorn's spawned workers) inherit it
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -211,12 +215,16 @@ def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
     # The wrk scripts give every request a time window of its own, far into the future
     # (BENCH_BASE 1.8e9, 1.9e9 and 2.0e9, threads 1e9 s apart): let those through.
     server = Server(database_url, workdir / f"server-{backend}.log", workers=WORKERS,
-                    max_future_seconds=str(10**10))
+                    max_future_seconds=str(10**10),
+                    **({"access_token_minutes": "600"} if REACTIONS else {}))
     server.start(timeout=300)  # a loaded machine: start-up (migrations, two workers) is slow
     out: dict = {}
     try:
         device_id, key = device_key(server)
         env = {"TELEMETRA_KEY": key}
+        if REACTIONS:
+            from bench.alert_rules import Reactions
+            reactions = Reactions(server, device_id, workdir)
         if "batch" in PHASES:
             wrk("batch.lua", server.base, 8, env, 3)  # warm-up: sensors, partitions, caches
             before = count_readings(server, device_id)
@@ -232,6 +240,8 @@ def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
                        single_non2xx=single["non2xx"], single_disk=disk.summary())
         if "fleet" in PHASES:
             out.update(fleet_run(server, database_url, workdir))
+        if REACTIONS:
+            out["reactions"] = reactions.stop()
     finally:
         server.stop()
     return out
@@ -275,6 +285,8 @@ def fleet_run(server: Server, database_url: str, workdir: Path) -> dict:
 def report(backend: str, ours: dict, baseline: float | None, bare: dict | None,
            baseline_name: str) -> None:
     print(f"\n== {backend} ==")
+    if "reactions" in ours:
+        print(f"reactions: {ours['reactions']}")
     if "batch_readings_per_s" in ours:
         print(f"batch ingestion, 1,000 readings/request: {ours['batch_readings_per_s']:,.0f} "
               f"readings/s (non-2xx {ours['batch_non2xx']}, stored {ours['batch_stored']:,})")
@@ -306,7 +318,9 @@ def main() -> None:
         sys.exit("bench/ingest.py needs wrk: apt-get install wrk (make bench does it)")
     print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}, "
           f"telemetra serve --workers {WORKERS}"
-          + (", a ReadingsCommitted subscriber" if SUBSCRIBER else ""))
+          + (", a ReadingsCommitted subscriber" if SUBSCRIBER else "")
+          + (", 100 alert rules and 200 sockets" if REACTIONS else "")
+          + f", load average {os.getloadavg()[0]:.1f}")
     bare = bare_endpoint(SECONDS) if "single" in PHASES else None
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
     try:
