@@ -134,18 +134,21 @@ class Reactions:
     KEYS = ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "temperature", "k0"]
     VALUE = 1.5  # what batch.lua always sends as k1 (KEYS[0])
 
-    def __init__(self, server: Server, device_id: int, workdir: Path) -> None:
+    def __init__(self, server: Server, device_id: int, workdir: Path,
+                 sockets: bool = True) -> None:
         from bench.live import SOCKETS, Sockets  # here: bench/live.py imports bench/ingest
 
         self.server, self.headers = server, server.login()
         self.rules = create_rules(server.base, self.headers, device_id, self.KEYS, self.VALUE)
         token = self.headers["Authorization"].removeprefix("Bearer ")
-        self.sockets = Sockets(server, token, workdir / "reactions-sockets.json")
-        self.socket_count = SOCKETS
+        self.sockets = (Sockets(server, token, workdir / "reactions-sockets.json") if sockets
+                        else None)
+        self.socket_count = SOCKETS if sockets else 0
 
     def stop(self) -> str:
         """Close the sockets; what they and the rules saw, to print."""
-        seen = self.sockets.stop()
+        seen = (self.sockets.stop() if self.sockets is not None
+                else {"messages": 0, "lagged": 0, "cpu_s": 0.0})
         alerts = active_alerts(self.server.base, self.headers)
         return (f"{len(self.rules)} alert rules ({alerts} active alerts) and "
                 f"{self.socket_count} sockets present: "

@@ -21,7 +21,7 @@ Prints, for PostgreSQL and SQLite:
     the writer builds and publishes every batch's event, as it does once anything reacts.
     BENCH_REACTIONS=1 keeps 100 alert rules on the device's keys (a few holding, most never
     firing) and bench/live.py's 200 subscribed sockets present during the phases
-    (bench/alert_rules.py, Reactions).
+    (bench/alert_rules.py, Reactions); BENCH_REACTIONS=rules the rules alone.
 Every Telemetra request is durable: answered only after its commit. Ratios are what matter
 on a shared machine; absolute figures drift.
 """
@@ -54,7 +54,7 @@ BACKENDS = os.environ.get("BENCH_BACKENDS", "postgresql,sqlite").split(",")
 PROFILE = os.environ.get("BENCH_PYSPY")  # a file: py-spy's folded stacks of the fleet phase
 PHASES = os.environ.get("BENCH_PHASES", "batch,single,fleet").split(",")
 SUBSCRIBER = os.environ.get("BENCH_SUBSCRIBER") == "1"
-REACTIONS = os.environ.get("BENCH_REACTIONS") == "1"
+REACTIONS = os.environ.get("BENCH_REACTIONS") in ("1", "rules")  # "rules": without sockets
 BENCH = Path(__file__).resolve().parent
 if SUBSCRIBER:  # the server's processes (and uvicorn's spawned workers) inherit it
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -224,7 +224,8 @@ def telemetra_runs(database_url: str, workdir: Path, backend: str) -> dict:
         env = {"TELEMETRA_KEY": key}
         if REACTIONS:
             from bench.alert_rules import Reactions
-            reactions = Reactions(server, device_id, workdir)
+            reactions = Reactions(server, device_id, workdir,
+                                  sockets=os.environ["BENCH_REACTIONS"] == "1")
         if "batch" in PHASES:
             wrk("batch.lua", server.base, 8, env, 3)  # warm-up: sensors, partitions, caches
             before = count_readings(server, device_id)
@@ -319,7 +320,7 @@ def main() -> None:
     print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}, "
           f"telemetra serve --workers {WORKERS}"
           + (", a ReadingsCommitted subscriber" if SUBSCRIBER else "")
-          + (", 100 alert rules and 200 sockets" if REACTIONS else "")
+          + (f", reactions: {os.environ['BENCH_REACTIONS']}" if REACTIONS else "")
           + f", load average {os.getloadavg()[0]:.1f}")
     bare = bare_endpoint(SECONDS) if "single" in PHASES else None
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
