@@ -3,7 +3,10 @@
 Prints microseconds per 1,000 rows for a batch of 50,000 rows of one device's sensor
 (a) in an organization without rules, (b) with 100 rules on that key whose episodes do not
 change (the steady state), and the ratio of each to building the batch's ReadingsCommitted
-event (the writer's own cost for a subscriber, measured in the same run).
+event (the writer's own cost for a subscriber, measured in the same run); then (c) the same
+rows spread over the device's 10 keys, interleaved as bench/batch.lua sends them, 10 rules
+on each, and (d) over 1,000 devices' sensors of one key under 10 organization-wide rules
+(a fleet's batch).
 
     .venv/bin/python bench/alerts.py
 """
@@ -29,11 +32,12 @@ ROUNDS = 20
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def rows(organization_id: int) -> list:
-    """One request's rows of sensor 1 (values 0 to 19: below every rule's threshold)."""
+def rows(organization_id: int, sensors: int = 1, first: int = 1) -> list:
+    """One request's rows of ``sensors`` sensors from ``first``, interleaved (values 0 to 19:
+    below every rule's threshold)."""
     origin = Origin(1, organization_id)
-    return [(1, T0 + timedelta(microseconds=i), float(i % 20), 0, None, None, origin)
-            for i in range(ROWS)]
+    return [(first + i % sensors, T0 + timedelta(microseconds=i), float(i % 20), 0, None, None,
+             origin) for i in range(ROWS)]
 
 
 async def per_thousand(work) -> float:
@@ -61,6 +65,24 @@ async def main() -> None:
         await conn.execute(insert(alert_rules), [
             {"organization_id": 1, "name": f"r{i}", "key": "temperature", "condition": "gt",
              "threshold": 100 + i, "device_id": 1} for i in range(100)])
+        # (c) device 1's keys k0..k9 (sensors 11 to 20), 10 rules each
+        await conn.execute(insert(sensors), [
+            {"id": 11 + k, "organization_id": 1, "device_id": 1, "key": f"k{k}"}
+            for k in range(10)])
+        await conn.execute(insert(alert_rules), [
+            {"organization_id": 1, "name": f"k{k} {i}", "key": f"k{k}", "condition": "gt",
+             "threshold": 100 + i, "device_id": 1} for k in range(10) for i in range(10)])
+        # (d) organization 3: 1,000 devices with a "load" sensor each, 10 rules on all
+        await conn.execute(insert(organizations).values(id=3, name="fleet", invalid_tags=[]))
+        await conn.execute(insert(devices), [
+            {"id": 1000 + d, "organization_id": 3, "name": f"f{d}", "api_key_prefix": f"f{d}",
+             "api_key_hash": "h"} for d in range(1000)])
+        await conn.execute(insert(sensors), [
+            {"id": 1000 + d, "organization_id": 3, "device_id": 1000 + d, "key": "load"}
+            for d in range(1000)])
+        await conn.execute(insert(alert_rules), [
+            {"organization_id": 3, "name": f"load {i}", "key": "load", "condition": "lt",
+             "threshold": -1 - i} for i in range(10)])
     evaluator = Evaluator(engine, EventBus(), timedelta(hours=1))
     with_rules, without = rows(1), rows(2)
 
@@ -69,7 +91,9 @@ async def main() -> None:
 
     baseline = await per_thousand(build)
     print(f"baseline (the writer building ReadingsCommitted): {baseline:.1f} µs per 1,000 rows")
-    for name, request in (("no rules", without), ("100 rules", with_rules)):
+    for name, request in (("no rules", without), ("100 rules", with_rules),
+                          ("10 keys interleaved, 10 rules each", rows(1, 10, 11)),
+                          ("1,000 devices, 10 organization-wide rules", rows(3, 1000, 1000))):
         event = committed([request])
         await evaluator.on_readings(event)  # warm the caches
 

@@ -22,6 +22,9 @@ Prints, for PostgreSQL and SQLite:
     records the server during the fleet phase (py-spy's folded stacks); BENCH_SUBSCRIBER=1
     gives every server process a trivial ReadingsCommitted subscriber (bench/subscriber), so
     the writer builds and publishes every batch's event, as it does once anything reacts.
+    BENCH_REACTIONS=1 keeps 100 alert rules on the device's keys (a few holding, most never
+    firing) and bench/live.py's 200 subscribed sockets present during the phases
+    (bench/alert_rules.py, Reactions); BENCH_REACTIONS=rules the rules alone.
 Every Telemetra request is durable: answered only after its commit. Ratios are what matter
 on a shared machine; absolute figures drift.
 """
@@ -66,6 +69,7 @@ LIMITS_OFF = {"rate_limit_ingest": "off", "rate_limit_api": "off", "rate_limit_l
 LIMITS_ON = {"rate_limit_ingest": "1000000/second", "rate_limit_api": "1200/minute",
              "rate_limit_login": "10/minute", "default_plan": "bench",
              "plans": '{"bench": {"readings_per_day": 2000000000}}'}
+REACTIONS = os.environ.get("BENCH_REACTIONS") in ("1", "rules")  # "rules": without sockets
 BENCH = Path(__file__).resolve().parent
 if SUBSCRIBER:  # the server's processes (and uvicorn's spawned workers) inherit it
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -227,12 +231,17 @@ def telemetra_runs(database_url: str, workdir: Path, backend: str,
     # The wrk scripts give every request a time window of its own, far into the future
     # (BENCH_BASE 1.8e9, 1.9e9 and 2.0e9, threads 1e9 s apart): let those through.
     server = Server(database_url, workdir / f"server-{backend}.log", workers=WORKERS,
-                    max_future_seconds=str(10**10), **(settings or {}))
+                    max_future_seconds=str(10**10), **(settings or {}),
+                    **({"access_token_minutes": "600"} if REACTIONS else {}))
     server.start(timeout=300)  # a loaded machine: start-up (migrations, two workers) is slow
     out: dict = {}
     try:
         device_id, key = device_key(server)
         env = {"TELEMETRA_KEY": key}
+        if REACTIONS:
+            from bench.alert_rules import Reactions
+            reactions = Reactions(server, device_id, workdir,
+                                  sockets=os.environ["BENCH_REACTIONS"] == "1")
         if "batch" in PHASES:
             wrk("batch.lua", server.base, 8, env, 3)  # warm-up: sensors, partitions, caches
             before = count_readings(server, device_id)
@@ -248,6 +257,8 @@ def telemetra_runs(database_url: str, workdir: Path, backend: str,
                        single_non2xx=single["non2xx"], single_disk=disk.summary())
         if "fleet" in PHASES:
             out.update(fleet_run(server, database_url, workdir, env))
+        if REACTIONS:
+            out["reactions"] = reactions.stop()
     finally:
         server.stop()
     return out
@@ -304,6 +315,8 @@ def fleet_run(server: Server, database_url: str, workdir: Path, one_device: dict
 def report(backend: str, ours: dict, baseline: float | None, bare: dict | None,
            baseline_name: str) -> None:
     print(f"\n== {backend} ==")
+    if "reactions" in ours:
+        print(f"reactions: {ours['reactions']}")
     if "batch_readings_per_s" in ours:
         print(f"batch ingestion, 1,000 readings/request: {ours['batch_readings_per_s']:,.0f} "
               f"readings/s (non-2xx {ours['batch_non2xx']}, stored {ours['batch_stored']:,})")
@@ -370,7 +383,9 @@ def main() -> None:
         sys.exit("bench/ingest.py needs wrk: apt-get install wrk (make bench does it)")
     print(f"{SECONDS:.0f} s per measurement, {os.cpu_count()} cores, backends: {BACKENDS}, "
           f"telemetra serve --workers {WORKERS}"
-          + (", a ReadingsCommitted subscriber" if SUBSCRIBER else ""))
+          + (", a ReadingsCommitted subscriber" if SUBSCRIBER else "")
+          + (f", reactions: {os.environ['BENCH_REACTIONS']}" if REACTIONS else "")
+          + f", load average {os.getloadavg()[0]:.1f}")
     bare = bare_endpoint(SECONDS) if "single" in PHASES else None
     workdir = Path(tempfile.mkdtemp(prefix="telemetra-bench-"))
     try:

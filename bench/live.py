@@ -201,6 +201,7 @@ def run(database_url: str, workdir: Path, label: str) -> None:
             sent, answered = asyncio.run(paced_load(server, device["api_key"], SECONDS))
         finally:
             seen = sockets.stop()
+        __import__("bench.alert_rules").alert_rules.measure_rules(server, headers, device, label)
     finally:
         server.stop()
     latencies = [(arrived - answered[int(n)]) * 1000 for n, times in seen["arrivals"].items()

@@ -12,6 +12,8 @@ processes do at once."""
 import logging
 from collections import defaultdict
 from datetime import timedelta
+from itertools import compress
+from operator import and_
 
 from cachetools import LRUCache
 from sqlalchemy import delete, select
@@ -38,6 +40,7 @@ log = logging.getLogger("telemetra.alerts")
 
 MAINTENANCE = "maintenance"
 OFFLINE = "offline"
+_SELECTED_PASSES = 2  # up to this many watched sensors in a batch: a pass in C for each
 
 
 class Evaluator:
@@ -50,6 +53,12 @@ class Evaluator:
         self._sensors: LRUCache = LRUCache(cache_size)  # sensor id -> (device id, key)
         self._devices: LRUCache = LRUCache(cache_size)  # device id -> DeviceInfo
         self._episodes: dict[tuple[int, str], str] | None = None  # (rule, episode) -> state
+        # The index evaluation reads: sensor id -> (device id, the rules that watch it).
+        # Emptied by any change to rules, devices, groups or sensors (all rare); an entry
+        # read while one happened is not kept (``_generation`` moved).
+        self._watch: LRUCache = LRUCache(cache_size)
+        self._generation = 0  # moved by every change to rules, devices, groups or sensors
+        self._episode_events = 0  # EpisodeChanged heard: one during a read makes it stale
         self.fired = 0
 
     def subscribe(self) -> None:
@@ -62,10 +71,8 @@ class Evaluator:
         bus.subscribe(AlertRuleChanged, self._rules_changed, name="alert rules")
         bus.subscribe(EpisodeChanged, self._episode_changed, name="alert episodes")
         bus.subscribe(DeviceChanged, self._device_changed, name="alert devices")
-        bus.subscribe(SensorChanged, lambda e: self._sensors.pop(e.sensor_id, None),
-                      name="alert sensors")
-        bus.subscribe(GroupMembersChanged, lambda _e: self._devices.clear(),
-                      name="alert groups")
+        bus.subscribe(SensorChanged, self._sensor_changed, name="alert sensors")
+        bus.subscribe(GroupMembersChanged, self._groups_changed, name="alert groups")
         bus.subscribe(CachesStale, lambda _e: self.forget_everything(), name="alerts, all")
 
     def forget_everything(self) -> None:
@@ -73,16 +80,33 @@ class Evaluator:
         self._sensors.clear()
         self._devices.clear()
         self._episodes = None
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._watch.clear()
+        self._generation += 1
 
     def _rules_changed(self, changed: AlertRuleChanged) -> None:
         self._rules.pop(changed.organization_id, None)
+        self._reindex()
 
     def _device_changed(self, changed: DeviceChanged) -> None:
         self._devices.pop(changed.device_id, None)
         if changed.deleted:  # its rules went with it
             self._rules.pop(changed.organization_id, None)
+        self._reindex()
+
+    def _sensor_changed(self, changed: SensorChanged) -> None:
+        self._sensors.pop(changed.sensor_id, None)
+        self._watch.pop(changed.sensor_id, None)  # only its entry depends on it
+        self._generation += 1
+
+    def _groups_changed(self, _changed: GroupMembersChanged) -> None:
+        self._devices.clear()
+        self._reindex()
 
     def _episode_changed(self, changed: EpisodeChanged) -> None:
+        self._episode_events += 1
         if self._episodes is None:
             return
         key = (changed.rule_id, changed.episode)
@@ -106,26 +130,32 @@ class Evaluator:
                                                            if o not in rules]))
                 missing = [s for s in known if s not in sensors]
                 if missing:
-                    for row in await conn.execute(select(
-                            sensors_table.c.id, sensors_table.c.device_id, sensors_table.c.key)
-                            .where(sensors_table.c.id.in_(missing))):
-                        sensors[row.id] = self._sensors[row.id] = (row.device_id, row.key)
+                    generation = self._generation
+                    read = {row.id: (row.device_id, row.key) for row in await conn.execute(
+                        select(sensors_table.c.id, sensors_table.c.device_id,
+                               sensors_table.c.key).where(sensors_table.c.id.in_(missing)))}
+                    sensors.update(read)
+                    if generation == self._generation:
+                        self._sensors.update(read)
                 devices = await self._load_devices(conn, {v[0] for v in sensors.values()})
         return rules, sensors, devices
 
     async def _load_episodes(self, conn: AsyncConnection) -> dict:
         if self._episodes is not None:
             return self._episodes
+        heard = self._episode_events
         episodes = {(r.rule_id, r.episode): "open" for r in await conn.execute(
             select(alerts.c.rule_id, alerts.c.episode).where(alerts.c.resolved_at.is_(None)))}
         episodes.update({(r.rule_id, r.episode): "pending" for r in await conn.execute(
             select(alert_pending.c.rule_id, alert_pending.c.episode))})
-        self._episodes = episodes
+        if heard == self._episode_events:  # else one changed meanwhile: read again next time
+            self._episodes = episodes
         return episodes
 
     async def _load_rules(self, conn: AsyncConnection, organization_ids) -> dict:
         if not organization_ids:
             return {}
+        generation = self._generation
         by_org: dict[int, dict] = {o: defaultdict(list) for o in organization_ids}
         for row in (await conn.execute(select(alert_rules).where(
                 alert_rules.c.organization_id.in_(organization_ids), alert_rules.c.enabled))
@@ -134,7 +164,8 @@ class Evaluator:
             by_org[rule.organization_id][None if rule.condition == OFFLINE
                                          else rule.key].append(rule)
         loaded = {o: dict(rules) for o, rules in by_org.items()}
-        self._rules.update(loaded)
+        if generation == self._generation:  # else a change came meanwhile: kept for this use
+            self._rules.update(loaded)
         return loaded
 
     async def _load_devices(self, conn: AsyncConnection, device_ids) -> dict:
@@ -142,6 +173,7 @@ class Evaluator:
         unknown = [d for d, info in view.items() if info is None]
         if not unknown:
             return view
+        generation = self._generation
         groups = defaultdict(set)
         for row in await conn.execute(select(group_members.c.device_id, group_members.c.group_id)
                                       .where(group_members.c.device_id.in_(unknown))):
@@ -149,68 +181,135 @@ class Evaluator:
         for row in await conn.execute(select(devices.c.id, devices.c.organization_id,
                                              devices.c.status, devices.c.site_id)
                                       .where(devices.c.id.in_(unknown))):
-            view[row.id] = self._devices[row.id] = DeviceInfo(
-                row.id, row.organization_id, row.status, row.site_id, frozenset(groups[row.id]))
+            view[row.id] = DeviceInfo(row.id, row.organization_id, row.status, row.site_id,
+                                      frozenset(groups[row.id]))
+        if generation == self._generation:
+            self._devices.update({d: view[d] for d in unknown if view[d] is not None})
         return view
 
     async def on_readings(self, batch: ReadingsCommitted) -> None:
-        """Evaluate a committed batch's new rows (the process that wrote it does)."""
+        """Evaluate a committed batch's new rows (the process that wrote it does).
+
+        The per-row work is in C (``dict.fromkeys``, ``map``, ``compress``, ``min``/``max``):
+        the batch's distinct sensors, each looked up once in the index of the rules that
+        watch it; for a watched sensor, the low and high of its valid values. Only a rule
+        those may change (reach its condition, or leave it) has its rows read in order, and
+        only a change to an episode touches the database."""
         organization_ids = set(batch.organization_ids)
         if all(self._rules.get(o) == {} for o in organization_ids):
             return  # the usual case: no rule in these organizations
-        # The batch's sensors first (in C): rows are read only for sensors a rule watches.
-        candidates = [sensor_id for sensor_id, organization_id
-                      in dict.fromkeys(zip(batch.sensor_ids, batch.organization_ids))
-                      if self._rules.get(organization_id) != {}]
-        rules, sensors, devices_ = await self._view(organization_ids, candidates)
-        watched = {}
-        for sensor_id in candidates:
-            known = sensors.get(sensor_id)
-            device = known and devices_.get(known[0])
-            if device is None or device.status == MAINTENANCE:
-                continue
-            by_key = rules.get(device.organization_id, {}).get(known[1])
-            if by_key:
-                watched[sensor_id] = (device, by_key)
+        if len(organization_ids) == 1:  # the usual case: its rules are not none (above)
+            distinct = len(candidates := list(dict.fromkeys(batch.sensor_ids)))
+        else:
+            pairs = dict.fromkeys(zip(batch.sensor_ids, batch.organization_ids))
+            distinct = len(pairs)  # a sensor is one organization's
+            candidates = [sensor_id for sensor_id, organization_id in pairs
+                          if self._rules.get(organization_id) != {}]
+        watch = self._watch
+        view = {sensor_id: watch.get(sensor_id) for sensor_id in candidates}
+        if None in view.values():  # a sensor not seen since the rules changed: read, once
+            view.update(await self._watching([s for s, w in view.items() if w is None],
+                                             organization_ids))
+        watched = {sensor_id: w for sensor_id, w in view.items() if w[1]}
         if not watched:
             return
-        by_sensor: dict[int, list] = defaultdict(list)
-        for sensor_id, ts, value, valid in zip(batch.sensor_ids, batch.ts, batch.values,
-                                               batch.valid):
-            # Invalid readings (outside their valid range, tagged suspect...) never fire.
-            if valid and sensor_id in watched:
-                by_sensor[sensor_id].append((ts, value))
         episodes = self._episodes
         if episodes is None:  # forgotten meanwhile (CachesStale): read again
             async with self.engine.connect() as conn:
                 episodes = await self._load_episodes(conn)
         actions = []
-        for sensor_id, items in by_sensor.items():
-            device, by_key = watched[sensor_id]
-            actions.extend(self._evaluate_sensor(episodes, sensor_id, device, by_key, items))
+        for sensor_id, ts, values, (device_id, rules) in self._rows(batch, watched, distinct):
+            low, high = min(values), max(values)
+            episode = f"s{sensor_id}"
+            changing = [rule for rule in rules
+                        if may_change(rule, (rule.id, episode) in episodes, low, high)]
+            if changing:  # rarely: most batches change no episode
+                actions.extend(self._evaluate_sensor(episodes, sensor_id, device_id, changing,
+                                                     sorted(zip(ts, values))))
         if actions:
             await self._apply(actions)
 
-    def _evaluate_sensor(self, episodes: dict, sensor_id: int, device: DeviceInfo,
+    @staticmethod
+    def _rows(batch: ReadingsCommitted, watched: dict, distinct: int):
+        """(sensor id, times, values, watch) of each watched sensor's valid rows."""
+        all_valid = all(batch.valid)
+        if distinct == 1:  # one sensor in the whole batch (one device's key): its columns
+            (sensor_id, watch), = watched.items()
+            if all_valid:
+                yield sensor_id, batch.ts, batch.values, watch
+            else:
+                values = list(compress(batch.values, batch.valid))
+                if values:
+                    yield sensor_id, list(compress(batch.ts, batch.valid)), values, watch
+        elif (sensor_ids := batch.sensor_ids)[distinct:] == sensor_ids[:-distinct]:
+            # The rows repeat one shape (a device's entries with the same keys, as most
+            # bodies are; or every row another sensor, as a fleet's single readings): each
+            # sensor's rows are every distinct-th, from its first.
+            first = {sensor_id: j for j, sensor_id in enumerate(sensor_ids[:distinct])}
+            for sensor_id, watch in watched.items():
+                j = first[sensor_id]
+                times, values = batch.ts[j::distinct], batch.values[j::distinct]
+                if not all_valid:
+                    valid = batch.valid[j::distinct]
+                    times, values = list(compress(times, valid)), list(compress(values, valid))
+                if values:
+                    yield sensor_id, times, values, watch
+        elif len(watched) <= _SELECTED_PASSES:  # a pass in C over the rows for each
+            for sensor_id, watch in watched.items():
+                chosen = list(map(sensor_id.__eq__, batch.sensor_ids))
+                if not all_valid:
+                    chosen = list(map(and_, chosen, batch.valid))
+                values = list(compress(batch.values, chosen))
+                if values:
+                    yield sensor_id, list(compress(batch.ts, chosen)), values, watch
+        else:  # many watched sensors (a fleet under organization-wide rules): one pass
+            times, values = defaultdict(list), defaultdict(list)
+            for sensor_id, ts, value, valid in zip(batch.sensor_ids, batch.ts, batch.values,
+                                                   batch.valid):
+                # Invalid readings (outside their valid range, tagged suspect...) never fire.
+                if valid and sensor_id in watched:
+                    times[sensor_id].append(ts)
+                    values[sensor_id].append(value)
+            for sensor_id, these in values.items():
+                yield sensor_id, times[sensor_id], these, watched[sensor_id]
+
+    async def _watching(self, sensor_ids: list[int], organization_ids) -> dict:
+        """The index's entries of ``sensor_ids``: (device id, the enabled rules on the
+        sensor's key whose scope covers its device; none while it is in maintenance). Kept
+        for later batches unless the rules, devices or groups changed meanwhile; this batch
+        uses them either way (an event dropping entries mid-batch must not make it skip
+        rows)."""
+        generation = self._generation
+        rules, sensors, devices_ = await self._view(organization_ids, sensor_ids)
+        found = {}
+        for sensor_id in sensor_ids:
+            known = sensors.get(sensor_id)
+            device = known and devices_.get(known[0])
+            if device is None:  # gone meanwhile: nothing watches it
+                found[sensor_id] = (None, ())
+                continue
+            covering = () if device.status == MAINTENANCE else tuple(
+                rule for rule in rules.get(device.organization_id, {}).get(known[1], ())
+                if rule.covers(device))
+            found[sensor_id] = (device.id, covering)
+        if generation == self._generation:
+            self._watch.update(found)
+        return found
+
+    def _evaluate_sensor(self, episodes: dict, sensor_id: int, device_id: int,
                          rules: list[Rule], items: list) -> list:
-        values = [value for _, value in items]
-        low, high = min(values), max(values)
-        items.sort()
+        """The episode changes of ``rules`` over one sensor's rows (in time order)."""
         episode = f"s{sensor_id}"
         actions = []
         for rule in rules:
-            if not rule.covers(device):
-                continue
             state = episodes.get((rule.id, episode), "clear")
-            if not may_change(rule, state != "clear", low, high):
-                continue
             for ts, value in items:
                 holds = breaches(rule, value)
                 if holds and state == "clear":
                     state = "pending" if rule.for_seconds else "open"
-                    actions.append((state, rule, episode, device.id, sensor_id, value, ts))
+                    actions.append((state, rule, episode, device_id, sensor_id, value, ts))
                 elif not holds and state != "clear":
-                    actions.append(("clear", rule, episode, device.id, sensor_id, value, ts))
+                    actions.append(("clear", rule, episode, device_id, sensor_id, value, ts))
                     state = "clear"
             self._set_episode(episodes, rule.id, episode, state)
         return actions

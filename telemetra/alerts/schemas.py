@@ -73,7 +73,10 @@ def check_rule(values: dict[str, Any]) -> None:
         raise ValueError(f"name at most one of device_id, site_id, group_id, not {scopes}")
     url = values.get("webhook_url")
     if url is not None:
-        check_http_url(url)
+        try:
+            check_http_url(url)
+        except ValueError as exc:
+            raise ValueError(f"webhook_url: {exc}") from None
 
 
 class AlertRuleCreate(Body):
