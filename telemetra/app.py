@@ -52,8 +52,10 @@ from telemetra.orgs.events import InvalidTagsChanged
 from telemetra.readings.endpoints import router as readings_router
 from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.sensors.events import SensorChanged
-from telemetra.settings import Settings, get_settings
+from telemetra.settings import Environment, Settings, get_settings
 from telemetra.sites.endpoints import router as sites_router
+from telemetra.system import metrics
+from telemetra.system.docs import install_docs
 from telemetra.system.endpoints import health_router
 from telemetra.system.endpoints import router as system_router
 from telemetra.users.endpoints import router as users_router
@@ -63,6 +65,10 @@ log = logging.getLogger("telemetra")
 API_PREFIX = "/api/v1"
 COMMAND_EXPIRY_SECONDS = 5.0
 REACTION_SECONDS = 1.0  # device status, due for_seconds alerts, webhook deliveries
+# What a browser's script may read of an answer from another origin, besides the basics.
+CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Location", "RateLimit-Limit",
+                        "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"]
+METRICS_SAMPLE_SECONDS = 10.0  # gauges of state, and samples of the per-minute rates
 
 
 # Ingestion first: routes are matched in order, and it is the hot path.
@@ -142,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     if settings.mqtt_url else None)
             app.state.mqtt = mqtt
             app.state.started = time.monotonic()
+            app.state.rates = metrics.Rates()
             jobs = Jobs()
             jobs.every(settings.maintenance_seconds, "partitions",
                        lambda: partitions.ensure(months_around(utcnow())))
@@ -158,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Logout and password changes record no event: sockets' tokens are checked again.
             jobs.every(settings.live_recheck_seconds, "live sockets' tokens",
                        app.state.live.recheck_all)
+            jobs.every(METRICS_SAMPLE_SECONDS, "metrics", lambda: metrics.refresh(app.state))
             await events.start()
             if mqtt is not None:
                 await mqtt.start()
@@ -177,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.live.stop()
                 await events.stop()
                 await webhooks.stop()
+                metrics.process_stopped()
         finally:
             if broadcast is not None:
                 await broadcast.stop()
@@ -200,11 +209,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "base path like every route but `/health` and `/metrics`; see the README, "
                     "Live data.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served from local assets (telemetra.system.docs)
     )
     app.state.settings = settings
     app.state.secret_box = SecretBox(settings.secret_key)
     install_problem_handlers(app)
     app.include_router(health_router)
+    install_docs(app)
     for feature in FEATURE_ROUTERS:
         app.include_router(feature, prefix=API_PREFIX)
     install_problem_openapi(app)
@@ -214,6 +225,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DeviceIngestFastPath, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(RequestIdMiddleware)
+                           allow_credentials=True, allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=CORS_EXPOSED_HEADERS)
+    app.add_middleware(metrics.HttpMetricsMiddleware)  # the fast path's requests too
+    app.add_middleware(RequestIdMiddleware, hsts=settings.env is Environment.production)
     return app
