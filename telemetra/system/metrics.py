@@ -143,6 +143,22 @@ class Rates:
                          for name, value in current.items()}, elapsed
 
 
+def full_template(route, path: str) -> str:
+    """The template of the route that took ``path``, with the prefix it was included under:
+    a route knows its own template only (``/devices/{device_id}``), the prefix
+    (``/api/v1``) is what of the path comes before the part its pattern matches."""
+    own = getattr(route, "path_format", None) or getattr(route, "path", None)
+    regex = getattr(route, "path_regex", None)
+    if own is None:
+        return UNMATCHED
+    if regex is None or regex.match(path):
+        return own
+    for cut in range(1, len(path)):
+        if path[cut] == "/" and regex.match(path[cut:]):
+            return path[:cut] + own
+    return own
+
+
 class HttpMetricsMiddleware:
     """Times every HTTP request into ``telemetra_http_request_duration_seconds``, labelled by
     the route that took it (its template: ``/api/v1/devices/{device_id}``), or
@@ -152,6 +168,7 @@ class HttpMetricsMiddleware:
     def __init__(self, app) -> None:
         self.app = app
         self._children: dict[tuple[str, str, int], object] = {}
+        self._templates: dict[int, str] = {}  # id(route) -> its template, prefix included
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -174,7 +191,9 @@ class HttpMetricsMiddleware:
     def _observe(self, scope, status: int, seconds: float) -> None:
         route = scope.get("route")
         if route is not None:
-            template = getattr(route, "path_format", None) or getattr(route, "path", UNMATCHED)
+            template = self._templates.get(id(route))  # routes live as long as the app
+            if template is None:
+                template = self._templates[id(route)] = full_template(route, scope["path"])
         else:
             template = scope.get("route_template", UNMATCHED)
         method = scope["method"]
