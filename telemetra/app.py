@@ -61,6 +61,8 @@ from telemetra.sensors.endpoints import router as sensors_router
 from telemetra.sensors.events import SensorChanged
 from telemetra.settings import Environment, Settings, get_settings
 from telemetra.sites.endpoints import router as sites_router
+from telemetra.system import metrics
+from telemetra.system.docs import install_docs
 from telemetra.system.endpoints import health_router
 from telemetra.system.endpoints import router as system_router
 from telemetra.users.endpoints import router as users_router
@@ -70,6 +72,10 @@ log = logging.getLogger("telemetra")
 API_PREFIX = "/api/v1"
 COMMAND_EXPIRY_SECONDS = 5.0
 REACTION_SECONDS = 1.0  # device status, due for_seconds alerts, webhook deliveries
+# What a browser's script may read of an answer from another origin, besides the basics.
+CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Location", "RateLimit-Limit",
+                        "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"]
+METRICS_SAMPLE_SECONDS = 10.0  # gauges of state, and samples of the per-minute rates
 
 
 # Ingestion first: routes are matched in order, and it is the hot path.
@@ -165,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     if settings.mqtt_url else None)
             app.state.mqtt = mqtt
             app.state.started = time.monotonic()
+            app.state.rates = metrics.Rates()
             jobs = Jobs()
             jobs.every(settings.maintenance_seconds, "partitions",
                        lambda: partitions.ensure(months_around(utcnow())))
@@ -183,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Logout and password changes record no event: sockets' tokens are checked again.
             jobs.every(settings.live_recheck_seconds, "live sockets' tokens",
                        app.state.live.recheck_all)
+            jobs.every(METRICS_SAMPLE_SECONDS, "metrics", lambda: metrics.refresh(app.state))
             await events.start()
             if mqtt is not None:
                 await mqtt.start()
@@ -208,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await events.stop()
                 await webhooks.stop()
                 await puller.stop()
+                metrics.process_stopped()
         finally:
             if broadcast is not None:
                 await broadcast.stop()
@@ -231,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "base path like every route but `/health` and `/metrics`; see the README, "
                     "Live data.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served from local assets (telemetra.system.docs)
     )
     app.state.settings = settings
     app.state.secret_box = SecretBox(settings.secret_key)
@@ -239,6 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     # Every route refuses query parameters it does not declare (API.md, "Strict input").
     app.include_router(health_router, dependencies=[StrictQuery])
+    install_docs(app)
     for feature in FEATURE_ROUTERS:
         app.include_router(feature, prefix=API_PREFIX, dependencies=[StrictQuery])
     install_problem_openapi(app)
@@ -248,6 +259,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DeviceIngestFastPath, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(RequestIdMiddleware)
+                           allow_credentials=True, allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=CORS_EXPOSED_HEADERS)
+    app.add_middleware(metrics.HttpMetricsMiddleware)  # the fast path's requests too
+    app.add_middleware(RequestIdMiddleware, hsts=settings.env is Environment.production)
     return app

@@ -1,7 +1,11 @@
 """The ``telemetra`` command: serve, migrate, create-admin, version."""
 
 import asyncio
-import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,37 +18,39 @@ app = typer.Typer(help="Telemetra: IoT device and telemetry platform.", no_args_
                   add_completion=False)
 
 
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_REDACT = {"()": "telemetra.kit.redact.RedactCredentials"}
+def _configure_logging(settings) -> None:
+    """Log to stderr with credentials redacted (telemetra.kit.logging), in the settings'
+    format."""
+    from telemetra.kit.logging import configure
+
+    configure(settings.log_level, settings.log_format)
 
 
-def _configure_logging(level: str) -> None:
-    """Log to stderr with credentials redacted (telemetra.kit.redact) from every record."""
-    from telemetra.kit.redact import RedactCredentials
+@contextmanager
+def _metrics_directory(workers: int | None):
+    """Several workers keep their metrics in files (prometheus-client's multiprocess mode,
+    telemetra.system.metrics): in PROMETHEUS_MULTIPROC_DIR if set (emptied first, as a new
+    run's counters start at zero), else in a directory of this run's, removed at the end.
+    The workers, started after this, inherit the variable."""
+    from telemetra.system.metrics import MULTIPROC_ENV
 
-    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactCredentials) for f in handler.filters):
-            handler.addFilter(RedactCredentials())
-
-
-def _uvicorn_log_config(level: str) -> dict:
-    """uvicorn's own logging, with the redacting filter on its access and error handlers, and
-    the root logger's (Telemetra's) handler too: uvicorn applies this in every worker process,
-    where ``_configure_logging`` never ran."""
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact_credentials": _REDACT}
-    config["formatters"]["telemetra"] = {"format": _LOG_FORMAT}
-    config["handlers"]["telemetra"] = {"class": "logging.StreamHandler",
-                                       "stream": "ext://sys.stderr", "formatter": "telemetra"}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["redact_credentials"]
-    config["root"] = {"handlers": ["telemetra"], "level": level.upper()}
-    return config
+    if not workers or workers < 2:
+        yield
+        return
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for old in Path(given).glob("*.db"):
+            old.unlink()
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="telemetra-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _migrate(database_url: str) -> None:
@@ -62,7 +68,7 @@ async def _migrate(database_url: str) -> None:
 def migrate() -> None:
     """Bring the database schema up to date (also done at every `serve` start)."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     asyncio.run(_migrate(settings.database_url))
     typer.echo("database is up to date")
 
@@ -79,24 +85,27 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     # Migrate once here, so that N workers do not all race to do it.
     asyncio.run(_migrate(settings.database_url))
     workers = None if reload else workers or settings.workers
-    uvicorn.run("telemetra.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=workers, reload=reload,
-                log_level=settings.log_level.lower(),
-                # X-Forwarded-For/-Proto believed only from TELEMETRA_TRUSTED_PROXIES (uvicorn
-                # would trust 127.0.0.1 by default: a client's own header, on one host).
-                proxy_headers=bool(settings.trusted_proxies),
-                forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
-                # Idle and slow connections are closed (see telemetra.system.connections).
-                http="telemetra.system.connections:HeadTimeoutProtocol",
-                timeout_keep_alive=settings.http_keep_alive_seconds,
-                # Live sockets send one body to many clients: compressed, each socket's copy
-                # cost its own deflate (a third of the sends' time with 200 sockets).
-                ws_per_message_deflate=False,
-                log_config=_uvicorn_log_config(settings.log_level))
+    from telemetra.kit.logging import uvicorn_config
+
+    with _metrics_directory(workers):
+        uvicorn.run("telemetra.app:create_app", factory=True, host=host or settings.host,
+                    port=port or settings.port, workers=workers, reload=reload,
+                    log_level=settings.log_level.lower(),
+                    # X-Forwarded-For/-Proto believed only from TELEMETRA_TRUSTED_PROXIES
+                    # (uvicorn would trust 127.0.0.1 by default: a client's own header).
+                    proxy_headers=bool(settings.trusted_proxies),
+                    forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+                    # Idle and slow connections are closed (see telemetra.system.connections).
+                    http="telemetra.system.connections:HeadTimeoutProtocol",
+                    timeout_keep_alive=settings.http_keep_alive_seconds,
+                    # Live sockets send one body to many clients: compressed, each socket's copy
+                    # cost its own deflate (a third of the sends' time with 200 sockets).
+                    ws_per_message_deflate=False,
+                    log_config=uvicorn_config(settings.log_level, settings.log_format))
 
 
 @app.command("create-admin")
@@ -108,7 +117,7 @@ def create_admin(
 ) -> None:
     """Create a superadmin in the default organization."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
 
     async def run() -> None:
         from telemetra.auth.roles import Role

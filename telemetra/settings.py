@@ -24,6 +24,11 @@ class SignupMode(StrEnum):
     closed = "closed"
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"  # one JSON object a line, with the request id
+
+
 class MqttAuth(StrEnum):
     dynsec = "dynsec"  # the platform provisions device logins and ACLs (Mosquitto dynsec)
     open = "open"      # development: any client may publish; the topic names the device
@@ -47,6 +52,9 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=30, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = []
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.text
+    # GET /metrics (Prometheus) asks for this as a bearer token when set.
+    metrics_token: str = Field(default="", repr=False)
     max_body_bytes: int = Field(default=1_048_576, gt=0)  # an ingestion body
     # Any other body but imports' (which stream): a 413 past it, while it is read.
     max_request_bytes: int = Field(default=65_536, gt=0)

@@ -35,6 +35,7 @@ from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus, record
 from telemetra.kit.timeutil import utcnow
 from telemetra.sensors.events import SensorChanged
+from telemetra.system.metrics import ALERTS_FIRED
 
 log = logging.getLogger("telemetra.alerts")
 
@@ -338,6 +339,7 @@ class Evaluator:
             if await service.open_alert(conn, rule, episode, device_id, sensor_id, value,
                                         reading_ts, self.retry) is not None:
                 self.fired += 1
+                ALERTS_FIRED.inc()
         elif state == "pending":
             now = utcnow()
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -413,4 +415,5 @@ class Evaluator:
                                             self.retry) is not None:
                     opened += 1
             self.fired += opened
+            ALERTS_FIRED.inc(opened)
             return opened

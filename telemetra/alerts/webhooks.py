@@ -28,6 +28,7 @@ from telemetra.db.tables import alert_rules, webhook_deliveries
 from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus
 from telemetra.kit.timeutil import utcnow
+from telemetra.system.metrics import WEBHOOK_DELIVERIES
 
 log = logging.getLogger("telemetra.webhooks")
 
@@ -139,6 +140,7 @@ class WebhookSender:
             await self._finish(row, "failed", f"{error} (gave up after {attempts} attempts)")
             return
         self.results["retried"] += 1
+        WEBHOOK_DELIVERIES.labels(result="retried").inc()
         async with write_transaction(self.engine) as conn:
             await conn.execute(update(webhook_deliveries)
                                .where(webhook_deliveries.c.id == row.id)
@@ -147,6 +149,7 @@ class WebhookSender:
 
     async def _finish(self, row, state: str, error: str | None, gone: bool = False) -> None:
         self.results[state] += 1
+        WEBHOOK_DELIVERIES.labels(result=state).inc()
         if state == "failed":
             log.warning("webhook delivery %s of rule %s failed: %s", row.delivery_id,
                         row.rule_id, error)

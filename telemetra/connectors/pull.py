@@ -37,6 +37,7 @@ from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import BadGateway, Conflict, Invalid, NotFound
 from telemetra.kit.timeutil import utcnow
 from telemetra.readings.flags import is_valid
+from telemetra.system.metrics import INGESTED
 
 log = logging.getLogger("telemetra.connectors")
 
@@ -273,6 +274,7 @@ class Puller:
         except Invalid as invalid:
             raise PullFailed(f"the answer is not an ingestion body: {invalid.detail}") from None
         stored = await self.ingestor.commit([prepared])
+        INGESTED["connector"].inc(stored.accepted)
         rows = prepared.rows
         return Pulled(fetched=len(rows) + len(prepared.rejected), stored=stored.accepted,
                       duplicates=stored.duplicates,

@@ -18,6 +18,7 @@ from telemetra.ingest.schemas import INGEST_BODY, ImportResult, IngestResult
 from telemetra.kit.body import INGEST, STREAM, body_limit
 from telemetra.kit.errors import Forbidden, Invalid, NotFound
 from telemetra.readings import transfer
+from telemetra.system.metrics import INGESTED
 
 ingest_router = APIRouter(tags=["readings"])
 
@@ -97,6 +98,7 @@ async def _ingest(request: Request, principal, device_id: int | None) -> Respons
     if target is None:
         target = await _target_of_sensors(request, principal.organization_id, body)
     result = await request.app.state.ingestor.ingest(target, body)
+    INGESTED["http"].inc(result["accepted"])
     # The hot path answers with bytes it made itself; IngestResult documents the shape.
     return Response(orjson.dumps(result), status_code=status.HTTP_202_ACCEPTED,
                     media_type="application/json")

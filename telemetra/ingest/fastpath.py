@@ -21,6 +21,7 @@ from telemetra.ingest.ingest import OverDailyQuota, Target
 from telemetra.kit.body import too_deep
 from telemetra.kit.errors import RateLimited, TelemetraError, Unavailable
 from telemetra.kit.problems import problem
+from telemetra.system.metrics import INGESTED
 
 THROTTLED = "telemetra.throttled"  # a scope key: the device key's rate limit was counted
 _ACCEPTED_HEADERS = [(b"content-type", b"application/json")]
@@ -30,6 +31,7 @@ class DeviceIngestFastPath:
     def __init__(self, app: ASGIApp, prefix: str) -> None:
         self.app = app
         self.readings_path = f"{prefix}/readings"
+        self.device_template = f"{prefix}/devices/{{device_id}}/readings"  # for the metrics
         self.device_path = re.compile(rf"^{re.escape(prefix)}/devices/(\d{{1,12}})/readings$")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,6 +87,8 @@ class DeviceIngestFastPath:
         except Exception:  # nothing was written: the normal route answers, the same way
             await self.app(scope, _replay([raw], False, receive), send)
             return
+        INGESTED["fastpath"].inc(result["accepted"])
+        scope["route_template"] = self.readings_path if named is None else self.device_template
         answer = orjson.dumps(result)
         await send({"type": "http.response.start", "status": 202,
                     "headers": [*_ACCEPTED_HEADERS,

@@ -26,6 +26,7 @@ from telemetra.ingest.pgwrite import PostgresBatches
 from telemetra.ingest.sqlitewrite import SqliteBatches
 from telemetra.kit.errors import Invalid, Unavailable
 from telemetra.kit.events import EventBus
+from telemetra.system.metrics import WRITER_BATCH_ROWS
 
 log = logging.getLogger("telemetra.writer")
 
@@ -169,6 +170,7 @@ class Writer:
                                               loc=["body"]))
             return
         self.batches += 1
+        WRITER_BATCH_ROWS.observe(sum(len(item.rows) for item in batch))
         if self.on_committed is not None:
             try:
                 self.on_committed(new_rows)

@@ -47,6 +47,7 @@ from telemetra.mqtt.messages import (
 )
 from telemetra.mqtt.presence import Presence
 from telemetra.mqtt.topics import Topics, Uplink
+from telemetra.system.metrics import INGESTED, MQTT_MESSAGES, MQTT_REJECTED
 
 log = logging.getLogger("telemetra.mqtt")
 
@@ -99,6 +100,7 @@ class Consumer:
         if self._stopping:
             return  # not acknowledged: the broker delivers them again
         self.counters.received += len(messages)
+        MQTT_MESSAGES.inc(len(messages))
         readings: list[tuple[Inbound, int]] = []
         for message in messages:
             uplink = self.topics.parse(message.topic)
@@ -195,6 +197,7 @@ class Consumer:
             return
         self.counters.readings_accepted += stored.accepted
         self.counters.readings_duplicate += stored.duplicates
+        INGESTED["mqtt"].inc(stored.accepted)
         for message, device_id, _ in prepared:
             self.presence.mark(device_id)
             del left[id(message)]
@@ -302,6 +305,7 @@ class Consumer:
         if prepared.rejected:
             self._note_rejected_readings(device.target.device_id, prepared.rejected)
         self.counters.readings_accepted += stored.accepted
+        INGESTED["mqtt"].inc(stored.accepted)
         self.counters.readings_duplicate += stored.duplicates
 
     async def _connector_readings(self, connector: TopicConnector, payload: bytes) -> None:
@@ -371,6 +375,7 @@ class Consumer:
 
     def _count_rejection(self, reason: str, device_id: int | None = None) -> None:
         self.counters.rejected[reason] += 1
+        MQTT_REJECTED.labels(reason=reason).inc()
         if device_id is not None:
             self.counters.rejected_by_device[device_id] += 1
 

@@ -20,6 +20,7 @@ from telemetra.ingest.ingest import IMPORT, Ingestor, Target, find_target
 from telemetra.kit.errors import Invalid
 from telemetra.kit.timeparse import parse_timestamp
 from telemetra.readings.query import ReadingFilter, reading_out
+from telemetra.system.metrics import INGESTED
 
 EXPORT_COLUMNS = ["device_id", "sensor_id", "key", "ts", "value", "unit", "valid", "status",
                   "tags"]
@@ -158,6 +159,7 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
         for device_id, batch in batches.items():
             result = await ingestor.ingest(targets[device_id], batch, IMPORT)
             report.accepted += result["accepted"]
+            INGESTED["import"].inc(result["accepted"])
             report.duplicates += result["duplicates"]
             for rejection in result["rejected"]:
                 report.reject(lines[device_id][rejection["index"]], rejection["reason"])

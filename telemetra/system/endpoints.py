@@ -1,15 +1,18 @@
 import asyncio
+import hmac
 import logging
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from telemetra import __version__
 from telemetra.auth.dependencies import Superadmin
 from telemetra.kit.db import TransactionalRoute
+from telemetra.kit.errors import Unauthorized
+from telemetra.system import metrics as prometheus
 
 log = logging.getLogger("telemetra.health")
 
@@ -34,6 +37,16 @@ class Metrics(BaseModel):
     ingest_queue_rows: int = Field(description="Readings waiting for the group-commit writer")
     ingest_batches: int
     ingest_rows_written: int
+    requests_per_minute: float = Field(description="HTTP requests answered by every worker, "
+                                               "over the last minute")
+    readings_per_second: float = Field(description="Readings stored by every worker, over "
+                                                   "the last minute")
+    readings_per_second_by_transport: dict[str, float]
+    rate_window_seconds: float = Field(description="What the rates are measured over: a "
+                                                   "minute, less just after start")
+    readings_ingested: dict[str, int] = Field(description="Readings stored since start, by "
+                                                          "transport, every worker's")
+    websocket_connections: int = Field(description="This process's open live WebSockets")
     mqtt: dict | None = Field(description="Counters of this process's MQTT consumer (messages "
                                           "received, handled, rejected by reason and by device)"
                                           "; null when MQTT is disabled")
@@ -71,14 +84,46 @@ async def version():
     return {"version": __version__}
 
 
-@router.get("/metrics", response_model=Metrics, summary="This process's counters (superadmin)",
-            description="Uptime, the ingestion queue and the MQTT consumer's counters, bad "
-                        "messages by reason and by device included. Per process: with several "
-                        "workers each answers for itself.")
+@health_router.get("/metrics", summary="Prometheus metrics",
+                   response_class=Response,
+                   responses={200: {"content": {"text/plain": {}},
+                                    "description": "Prometheus' text format"},
+                              401: {"description": "TELEMETRA_METRICS_TOKEN is set and the "
+                                                   "bearer token is not it"}},
+                   description="Every worker's counters (see the README, Monitoring). With "
+                               "TELEMETRA_METRICS_TOKEN set, send it as a bearer token.")
+async def prometheus_metrics(request: Request):
+    token = request.app.state.settings.metrics_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
+                                                                  token.encode()):
+            raise Unauthorized("send the metrics token (TELEMETRA_METRICS_TOKEN) as a bearer "
+                               "token")
+    prometheus.sample(request.app.state)
+    body = await asyncio.to_thread(prometheus.exposition)
+    return Response(body, media_type=prometheus.CONTENT_TYPE)
+
+
+@router.get("/metrics", response_model=Metrics, summary="The server at a glance (superadmin)",
+            description="Uptime, requests per minute and readings per second (every worker's, "
+                        "over the last minute), readings stored by transport, the ingestion "
+                        "queue, live sockets and the MQTT consumer's counters, bad messages by "
+                        "reason and by device included. Uptime, the queue, the sockets and the "
+                        "MQTT counters are the answering process's own.")
 async def metrics(request: Request, user: Superadmin):
     state = request.app.state
     writer = state.ingestor.writer
+    totals, rates, window = await asyncio.to_thread(state.rates.per_second)
+    readings = {t: rates[f"readings_{t}"] for t in prometheus.TRANSPORTS}
     return {"uptime_seconds": round(time.monotonic() - state.started, 3),
+            "requests_per_minute": round(rates["requests"] * 60, 3),
+            "readings_per_second": round(sum(readings.values()), 3),
+            "readings_per_second_by_transport": {t: round(r, 3) for t, r in readings.items()},
+            "rate_window_seconds": round(window, 3),
+            "readings_ingested": {t: int(totals[f"readings_{t}"])
+                                  for t in prometheus.TRANSPORTS},
+            "websocket_connections": len(state.live.connections),
             "ingest_queue_rows": writer.queue_depth, "ingest_batches": writer.batches,
             "ingest_rows_written": writer.rows_written,
             "mqtt": state.mqtt.metrics() if state.mqtt is not None else None}

@@ -58,10 +58,10 @@ def test_telemetra_and_uvicorn_error_loggers_redact_too():
     own, as logging is global)."""
     script = textwrap.dedent("""
         import logging, logging.config
-        from telemetra.cli import _configure_logging, _uvicorn_log_config
-        _configure_logging("INFO")
+        from telemetra.kit.logging import configure, uvicorn_config
+        configure("INFO")
         logging.getLogger("telemetra.x").warning("key %s in %s", "tdk_AAAA1111", "/p?token=zz9")
-        logging.config.dictConfig(_uvicorn_log_config("INFO"))
+        logging.config.dictConfig(uvicorn_config("INFO"))
         logging.getLogger("uvicorn.error").error("bad request /d?api_key=tdk_BBBB2222")
         logging.getLogger("telemetra.y").info("refresh %s", "trt_CCCC3333")
         try:
