@@ -1,5 +1,6 @@
 """The ASGI application: ``create_app(settings)`` builds it, the lifespan wires storage."""
 
+import asyncio
 import gc
 import logging
 import time
@@ -108,6 +109,22 @@ def keep_caches_true(events: EventBus, device_keys: DeviceKeyCache, ingestor: In
                      name="ingestor, all")
 
 
+SHUTDOWN_STEP_SECONDS = 15
+
+
+async def _stopping(what: str, step) -> None:
+    """One step of shutting down, bounded: a step that fails or hangs is logged, naming it,
+    and the others still run (a process that never exits is worse than one step cut short;
+    what was acknowledged is committed before any of these)."""
+    try:
+        await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
+    except TimeoutError:
+        log.error("shutting down: %s did not stop in %d s; going on without it", what,
+                  SHUTDOWN_STEP_SECONDS)
+    except Exception:
+        log.warning("shutting down: %s failed", what, exc_info=True)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if settings.env == Environment.test:
@@ -203,26 +220,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 if mqtt is not None:
-                    await mqtt.stop()
-                await jobs.stop()
-                await writer.stop()
-                try:  # what this process counted since the last flush
-                    await usage.flush()
-                except Exception:
-                    log.warning("the last usage counts could not be saved", exc_info=True)
-                await rate_limits.close()
-                await app.state.ingestor.close()
-                await app.state.live.stop()
-                await events.stop()
-                await webhooks.stop()
-                await puller.stop()
+                    await _stopping("the MQTT link", mqtt.stop())
+                await _stopping("the jobs", jobs.stop())
+                await _stopping("the writer", writer.stop())
+                # what this process counted since the last flush
+                await _stopping("the last usage counts", usage.flush())
+                await _stopping("the rate limits", rate_limits.close())
+                await _stopping("the ingestor", app.state.ingestor.close())
+                await _stopping("the live sockets", app.state.live.stop())
+                await _stopping("the event subscribers", events.stop())
+                await _stopping("the webhook deliveries", webhooks.stop())
+                await _stopping("the connector pulls", puller.stop())
                 metrics.process_stopped()
         finally:
             if broadcast is not None:
-                await broadcast.stop()
+                await _stopping("the readings broadcast", broadcast.stop())
             if relay is not None:
-                await relay.stop()
-            await engine.dispose()
+                await _stopping("the relay", relay.stop())
+            await _stopping("the database engine", engine.dispose())
 
     app = FastAPI(
         title="Telemetra",

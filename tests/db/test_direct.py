@@ -151,7 +151,8 @@ def test_driver_errors_are_sqlalchemy_errors(database_url, stored, backend):
 def test_out_of_range_ids_are_a_clean_422(api, root, stored, backend, path):
     """Beyond int4 on PostgreSQL, beyond 64 bits on SQLite: the request's fault, not a 500."""
     for huge in (2**40, 2**70):
-        response = api.get(path, root, params={"device_id": huge, "interval": "1h"})
+        params = {"device_id": huge, **({"interval": "1h"} if "aggregate" in path else {})}
+        response = api.get(path, root, params=params)
         if backend == "sqlite" and huge == 2**40:
             assert response.status_code == 200 and response.json()["items"] == []
         else:
