@@ -12,7 +12,6 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from telemetra import __version__
 from telemetra.admin.endpoints import router as admin_router
-from telemetra.alerts.crypto import SecretBox
 from telemetra.alerts.endpoints import alerts_router, rules_router
 from telemetra.alerts.evaluation import Evaluator
 from telemetra.alerts.webhooks import WebhookSender
@@ -40,7 +39,7 @@ from telemetra.ingest.partitions import Partitions, months_around
 from telemetra.ingest.retention import apply_retention
 from telemetra.ingest.writer import Writer
 from telemetra.kit.body import BodyLimitMiddleware
-from telemetra.kit.crypto import CONNECTOR_HEADERS
+from telemetra.kit.crypto import CONNECTOR_HEADERS, SecretBox
 from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus
 from telemetra.kit.jobs import Jobs

@@ -1,6 +1,7 @@
-"""Small conveniences for tests: over the HTTP API (log in, add users, register devices), and
-holding the readings table's write lock."""
+"""Small conveniences for tests: over the HTTP API (log in, add users, register devices),
+reading what a row holds in the database, and holding the readings table's write lock."""
 
+import asyncio
 import itertools
 
 from fastapi.testclient import TestClient
@@ -76,6 +77,22 @@ def bearer(token: str) -> dict:
 
 def device_key(key: str) -> dict:
     return {"X-API-Key": key}
+
+
+def stored_scalar(database_url: str, statement):
+    """What ``statement`` (one column of one row) reads from the database itself, past the
+    API: how a secret is stored, say."""
+    from telemetra.db.engine import create_engine
+
+    async def read():
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.scalar(statement)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 async def lock_readings(conn: AsyncConnection) -> AsyncConnection:

@@ -6,10 +6,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telemetra.alerts.crypto import SecretBox
 from telemetra.alerts.events import AlertRuleChanged
 from telemetra.alerts.schemas import AlertRuleCreate, AlertRuleUpdate, Condition, check_rule
 from telemetra.db.tables import alert_rules, devices, groups, sites
+from telemetra.kit.crypto import SecretBox
 from telemetra.kit.errors import Invalid
 from telemetra.kit.events import record
 from telemetra.kit.pagination import PageParams, paginate

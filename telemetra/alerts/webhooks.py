@@ -22,9 +22,9 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetra import __version__
-from telemetra.alerts.crypto import SecretBox
 from telemetra.alerts.rules import disable_webhook
 from telemetra.db.tables import alert_rules, webhook_deliveries
+from telemetra.kit.crypto import SecretBox
 from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus
 from telemetra.kit.timeutil import utcnow

@@ -291,7 +291,7 @@ relayed_events = Table(
 )
 
 # Alert rules (API.md, Alerts): at most one of device_id, site_id, group_id names the scope;
-# none means the whole organization. ``webhook_secret`` is encrypted (telemetra.alerts.crypto),
+# none means the whole organization. ``webhook_secret`` is encrypted (telemetra.kit.crypto),
 # never plain; ``webhook_enabled`` turns false when the receiver answers 410 Gone.
 alert_rules = Table(
     "alert_rules", metadata,

@@ -2,14 +2,13 @@
 reads, bad rules are 422s naming the field, webhook secrets are shown once and stored
 encrypted, and another organization's rules are 404s."""
 
-import asyncio
 
 import pytest
 from sqlalchemy import select
 
-from telemetra.alerts.crypto import SecretBox
-from telemetra.db.engine import create_engine
 from telemetra.db.tables import alert_rules
+from telemetra.kit.crypto import SecretBox
+from tests.helpers import stored_scalar
 
 
 def rule(device_id=None, **fields) -> dict:
@@ -20,16 +19,8 @@ def rule(device_id=None, **fields) -> dict:
 
 
 def _stored_secret(database_url: str, rule_id: int) -> str:
-    async def read() -> str:
-        engine = create_engine(database_url)
-        try:
-            async with engine.connect() as conn:
-                return await conn.scalar(select(alert_rules.c.webhook_secret)
-                                         .where(alert_rules.c.id == rule_id))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(read())
+    return stored_scalar(database_url, select(alert_rules.c.webhook_secret)
+                         .where(alert_rules.c.id == rule_id))
 
 
 def test_webhook_secret_is_shown_once_and_stored_encrypted(api, root, settings):

@@ -3,18 +3,19 @@ both backends: the run endpoint and what it stores, every way an upstream fails 
 storing nothing, shown as ``last_error``), re-pulls storing nothing twice, ``{since}``,
 headers kept secret, allowed hosts, and the scheduled pulls of the job."""
 
-import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from telemetra.db.engine import create_engine
+from telemetra.app import create_app
 from telemetra.db.tables import connectors
-from tests.conftest import make_settings
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, make_settings
 from tests.connectors.upstream import Upstream
+from tests.helpers import Api, stored_scalar
 
 # [157, 42, 76, 190] is -0.19938130676746368 as a little-endian float32 (API.md, body 6).
 LITTLE = [157, 42, 76, 190]
@@ -227,16 +228,8 @@ def test_headers_are_sent_but_stored_encrypted_and_shown_masked(api, root, devic
 
 
 def _stored_headers(database_url: str, connector_id: int):
-    async def read():
-        engine = create_engine(database_url)
-        try:
-            async with engine.connect() as conn:
-                return await conn.scalar(select(connectors.c.headers)
-                                         .where(connectors.c.id == connector_id))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(read())
+    return stored_scalar(database_url, select(connectors.c.headers)
+                         .where(connectors.c.id == connector_id))
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/points", "file:///etc/passwd",
@@ -302,12 +295,6 @@ def test_scheduled_pulls_run_every_interval_and_survive_failures(api, root, devi
 
 
 def test_allowed_hosts_restrict_targets(databases, upstream):
-    from fastapi.testclient import TestClient
-
-    from telemetra.app import create_app
-    from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
-    from tests.helpers import Api
-
     database_url = databases.new()
     open_app = create_app(make_settings(database_url))
     with TestClient(open_app, raise_server_exceptions=False) as client:
@@ -343,12 +330,6 @@ def _wait(condition, timeout: float = 30.0) -> None:
 def test_a_pull_past_the_daily_quota_is_a_429_storing_nothing(database_url, upstream):
     """The organization's plan, not the upstream, refuses it: a 429 with Retry-After (not a
     502 blaming the upstream), nothing stored, and the reason shown as last_error."""
-    from fastapi.testclient import TestClient
-
-    from telemetra.app import create_app
-    from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
-    from tests.helpers import Api
-
     settings = make_settings(database_url, usage_flush_seconds=0.2,
                              plans={"tiny": {"readings_per_day": 1}})
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
