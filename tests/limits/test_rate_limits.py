@@ -118,3 +118,22 @@ def test_off_turns_a_limit_off(database_url):
         for _ in range(25):
             assert api.post("/auth/login", json={"username": ADMIN_USERNAME,
                                                  "password": ADMIN_PASSWORD}).status_code == 200
+
+
+def test_memory_windows_reset_on_the_period_and_forget_old_identities():
+    from limits import parse
+
+    from telemetra.kit.ratelimit import Windows
+
+    now = [1000.5]
+    windows = Windows(clock=lambda: now[0])
+    item = parse("2/second")
+    assert windows.hit(item, "device key", "7") is None
+    assert windows.hit(item, "device key", "7") is None
+    assert windows.hit(item, "device key", "7") == (0, 1001.0)  # refused until the second ends
+    assert windows.hit(item, "device key", "8") is None  # another key has its own window
+    now[0] = 1001.0
+    assert windows.hit(item, "device key", "7") is None  # a new window
+    now[0] = 1010.0
+    windows.hit(item, "device key", "9")
+    assert list(windows._counts) == [("device key", "9")]  # past windows swept
