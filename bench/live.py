@@ -6,15 +6,17 @@
 Prints, per backend, with one ``telemetra serve`` (``BENCH_WORKERS``, default 1):
 1. ingestion throughput (wrk, one reading a request, as devices send them) with no socket
    open, then with BENCH_SOCKETS sockets subscribed to the device: readings/s and the ratio
-   (target: drops less than 10%). Baseline and measurement alternate, twice each, in the same
-   minutes, so the machine's drift shows as spread rather than as a ratio;
+   (target: drops less than 10%). Baseline and measurement alternate, BENCH_LIVE_ROUNDS times
+   each (2), in the same minutes, so the machine's drift shows as spread rather than as a ratio;
 2. delivery latency while the device ingests about BENCH_LIVE_RATE readings/s (100 requests a
    second of BENCH_LIVE_RATE/100 readings, paced): for every body and every tenth socket (all
    200 receive everything; timing each message in all of them made the client the bottleneck),
    the time from its 202 reaching the client to its readings reaching the socket; p50 and p99
    (target: p99 under 250 ms), and how many messages sockets lost to lag.
-The sockets live in a process of their own (this script with ``--sockets``), a real
-``websockets`` client each; its CPU time is printed, as it shares the machine's cores.
+The sockets live in a process of their own (this script with ``--sockets``): the timed ones
+a real ``websockets`` client each, the others raw sockets that only split frames and count
+them (``silent``); its CPU time is printed, as it shares the machine's cores. Sockets offer
+permessage-deflate, as browsers do (``BENCH_LIVE_COMPRESSION=none``: they offer nothing).
 """
 
 import asyncio
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -48,6 +51,8 @@ PROBE = "probe"  # the key of the latency phase's readings
 PROBE_BYTES = b'"key":"probe"'
 VALUE = re.compile(rb'"value":(\d+)')
 PROBE_EVERY = 10  # one socket in ten times its messages (all of them receive everything)
+COMPRESSION = os.environ.get("BENCH_LIVE_COMPRESSION", "deflate")  # or "none"
+ROUNDS = int(os.environ.get("BENCH_LIVE_ROUNDS", "2"))  # baseline and sockets alternations
 
 
 async def hold_sockets(url: str, count: int, out: Path) -> None:
@@ -60,9 +65,13 @@ async def hold_sockets(url: str, count: int, out: Path) -> None:
     counts = {"messages": 0, "lagged": 0, "dropped": 0}
 
     async def one(index: int) -> None:
-        timed = index % PROBE_EVERY == 0  # the others only receive: the client is cheaper
+        if index % PROBE_EVERY:  # the others only receive, as raw bytes: the client is cheaper
+            await silent(url, counts, ready, index)
+            return
+        timed = True
         async with websockets.connect(url, max_queue=None, ping_interval=None,
-                                      compression=None) as socket:
+                                      compression=None if COMPRESSION == "none" else "deflate"
+                                      ) as socket:
             await socket.send('{"type": "subscribe", "topic": "readings"}')
             ready.append(index)
             while True:
@@ -83,12 +92,70 @@ async def hold_sockets(url: str, count: int, out: Path) -> None:
         if any(task.done() for task in tasks):
             [task.result() for task in tasks if task.done()]
     await asyncio.sleep(0.5)  # every subscription made
+    setup = time.process_time()  # 200 handshakes and subscriptions
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    cpu = time.process_time()
-    out.write_text(json.dumps({**counts, "cpu_s": cpu, "arrivals": arrivals}))
+    cpu = time.process_time() - setup
+    out.write_text(json.dumps({**counts, "cpu_s": cpu, "setup_cpu_s": setup,
+                               "arrivals": arrivals}))
     for task in tasks:
         task.cancel()
+
+
+_READINGS = b'{"type":"readings"'
+
+
+async def silent(url: str, counts: dict, ready: list, index: int) -> None:
+    """A socket that subscribes, then reads the stream's frames without a WebSocket library:
+    a real client's cost is its own machine's, and on this one a parsing client of 180
+    sockets took nearly half a core from the server it measures. Frames are split by their
+    headers, inflated if compressed, and counted by their opening bytes. The server's
+    keep-alive pings go unanswered: it would close the socket 20 s after the first, at 40 s,
+    longer than any phase holds it."""
+    host, _, rest = url.removeprefix("ws://").partition("/")
+    address, _, port = host.partition(":")
+    reader, writer = await asyncio.open_connection(address, int(port))
+    offer = ("" if COMPRESSION == "none" else
+             "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+    writer.write((f"GET /{rest} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n{offer}\r\n").encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"no WebSocket: {head[:200]!r}")
+    counts["deflate"] = counts.get("deflate", 0) + (b"permessage-deflate" in head)
+    writer.write(_client_frame(0x1, b'{"type": "subscribe", "topic": "readings"}'))
+    ready.append(index)
+    buffer = bytearray()
+    while data := await reader.read(1 << 20):
+        buffer += data
+        while len(buffer) >= 2:
+            first, size, start = buffer[0], buffer[1] & 0x7F, 2
+            if size >= 126:
+                start = 4 if size == 126 else 10
+                if len(buffer) < start:
+                    break
+                size = int.from_bytes(buffer[2:start], "big")
+            if len(buffer) < start + size:
+                break
+            payload = bytes(buffer[start:start + size])
+            del buffer[:start + size]
+            if first & 0x0F != 0x1:  # pings and the rest
+                continue
+            if first & 0x40:  # compressed (RSV1)
+                payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+            if payload.startswith(_READINGS):
+                counts["messages"] += 1
+            elif b'"lagged"' in payload:
+                counts["lagged"] += 1
+                counts["dropped"] += json.loads(payload)["dropped"]
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (masked, as clients must), for payloads under 126 bytes."""
+    mask = os.urandom(4)
+    return (bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
 
 class Sockets:
@@ -185,7 +252,7 @@ def run(database_url: str, workdir: Path, label: str) -> None:
         env = {"TELEMETRA_KEY": device["api_key"]}
         wrk("single.lua", server.base, 32, {**env, "BENCH_BASE": "1600000000"}, 5)  # warm-up
         alone, beside, cpu_alone, cpu_beside = [], [], [], []
-        for round_ in range(2):
+        for round_ in range(ROUNDS):
             rps, cpu = measured(server, env, 1610000000 + round_ * 10_000_000)
             alone.append(rps)
             cpu_alone.append(cpu)
@@ -222,7 +289,9 @@ def run(database_url: str, workdir: Path, label: str) -> None:
           f"whatever else the cores ran)")
     print(f"  sockets during the last wrk round: {seen_wrk['messages']:,} messages, "
           f"{seen_wrk['lagged']:,} lagged notices ({seen_wrk['dropped']:,} dropped), their "
-          f"process used {seen_wrk['cpu_s']:.1f} s of CPU")
+          f"process used {seen_wrk['cpu_s']:.1f} s of CPU; "
+          f"{seen_wrk.get('deflate', 0)} raw sockets of {SOCKETS} compressed "
+          f"(BENCH_LIVE_COMPRESSION={COMPRESSION})")
     print(f"delivery at ~{RATE:,} readings/s ({REQUESTS_PER_SECOND} bodies/s of "
           f"{max(1, RATE // REQUESTS_PER_SECOND)}), 202 to socket: p50 "
           f"{percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "

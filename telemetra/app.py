@@ -24,6 +24,7 @@ from telemetra.commands.endpoints import router as commands_router
 from telemetra.commands.service import expire_due
 from telemetra.connectors.endpoints import router as connectors_router
 from telemetra.connectors.pull import Puller
+from telemetra.dashboards.endpoints import router as dashboards_router
 from telemetra.db.engine import create_engine
 from telemetra.db.migrate import upgrade
 from telemetra.db.relay import CachesStale, relay_for
@@ -52,6 +53,7 @@ from telemetra.kit.timeutil import utcnow
 from telemetra.live.endpoints import router as live_router
 from telemetra.live.hub import Hub
 from telemetra.mqtt.bridge import MqttBridge
+from telemetra.mqtt.presence import Presence
 from telemetra.orgs.endpoints import router as orgs_router
 from telemetra.orgs.events import InvalidTagsChanged, PlanChanged
 from telemetra.orgs.plans import Plans, register
@@ -65,7 +67,9 @@ from telemetra.system import metrics
 from telemetra.system.docs import install_docs
 from telemetra.system.endpoints import health_router
 from telemetra.system.endpoints import router as system_router
+from telemetra.system.index import index_router
 from telemetra.users.endpoints import router as users_router
+from telemetra.web.endpoints import install_web
 
 log = logging.getLogger("telemetra")
 
@@ -82,7 +86,8 @@ METRICS_SAMPLE_SECONDS = 10.0  # gauges of state, and samples of the per-minute 
 FEATURE_ROUTERS = (ingest_router, auth_router, users_router, orgs_router, sites_router,
                    devices_router, commands_router, sensors_router, groups_router,
                    readings_router, connectors_router, analytics_router, rules_router,
-                   alerts_router, admin_router, system_router, live_router)
+                   alerts_router, dashboards_router, admin_router, system_router, live_router,
+                   index_router)
 
 
 async def expire_commands(engine, events: EventBus) -> None:
@@ -116,12 +121,17 @@ async def _stopping(what: str, step) -> None:
     and the others still run (a process that never exits is worse than one step cut short;
     what was acknowledged is committed before any of these)."""
     try:
-        await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
+        async with asyncio.timeout(SHUTDOWN_STEP_SECONDS):
+            await step
     except TimeoutError:
         log.error("shutting down: %s did not stop in %d s; going on without it", what,
                   SHUTDOWN_STEP_SECONDS)
     except Exception:
         log.warning("shutting down: %s failed", what, exc_info=True)
+
+
+async def _commands_are_polled(device_id: int) -> None:
+    """Without MQTT, a device back online fetches its queued commands itself (HTTP)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -186,6 +196,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             mqtt = (MqttBridge(settings, engine, app.state.ingestor, events)
                     if settings.mqtt_url else None)
             app.state.mqtt = mqtt
+            # Contact from devices, whatever their transport: readings sent over HTTP with a
+            # device key mark their device seen, as MQTT uplinks do (one write a second).
+            app.state.presence = (mqtt.presence if mqtt is not None
+                                  else Presence(engine, _commands_are_polled))
             app.state.started = time.monotonic()
             app.state.rates = metrics.Rates()
             jobs = Jobs()
@@ -207,14 +221,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jobs.every(settings.live_recheck_seconds, "live sockets' tokens",
                        app.state.live.recheck_all)
             jobs.every(METRICS_SAMPLE_SECONDS, "metrics", lambda: metrics.refresh(app.state))
+            if mqtt is None:  # the MQTT link flushes its own
+                jobs.every(1.0, "presence", app.state.presence.flush)
             await events.start()
             if mqtt is not None:
                 await mqtt.start()
             # What start-up made lives as long as the process: out of the collector's sight.
             # Measured on a 1,000-reading body, full collections walking it made decoding
-            # half again as slow.
-            gc.collect()
-            gc.freeze()
+            # half again as slow. Once per process: a process that starts apps again (the
+            # test suite) would freeze each earlier app's garbage for good, and grow.
+            if gc.get_freeze_count() == 0:
+                gc.collect()
+                gc.freeze()
             try:
                 yield
             finally:
@@ -266,6 +284,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     for feature in FEATURE_ROUTERS:
         app.include_router(feature, prefix=API_PREFIX, dependencies=[StrictQuery])
+    install_web(app)  # after the API: its pages are a fixed list that shadows none of it
     install_problem_openapi(app)
     # Innermost: it sees the body the fast path replays when it passes a request on.
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_request_bytes,

@@ -1,4 +1,5 @@
-"""The ``telemetra`` command: serve, migrate, create-admin, version."""
+"""The ``telemetra`` command: serve, migrate, create-admin, import, export, demo, simulate,
+version."""
 
 import asyncio
 import os
@@ -11,6 +12,8 @@ from typing import Annotated
 import typer
 
 from telemetra import __version__
+from telemetra.client.simulate import simulate_command
+from telemetra.demo.cli import demo_command
 from telemetra.kit.cli import load_settings as _settings
 from telemetra.readings.cli import export_command, import_command
 
@@ -102,8 +105,9 @@ def serve(
                     # Idle and slow connections are closed (see telemetra.system.connections).
                     http="telemetra.system.connections:HeadTimeoutProtocol",
                     timeout_keep_alive=settings.http_keep_alive_seconds,
-                    # Live sockets send one body to many clients: compressed, each socket's copy
-                    # cost its own deflate (a third of the sends' time with 200 sockets).
+                    # Live sockets send one body to many clients: compressed once for all of
+                    # them (telemetra.live.deflate), not by uvicorn once a socket.
+                    ws="telemetra.live.deflate:SharedDeflateProtocol",
                     ws_per_message_deflate=False,
                     log_config=uvicorn_config(settings.log_level, settings.log_format))
 
@@ -152,6 +156,8 @@ def create_admin(
 
 app.command("import")(import_command)
 app.command("export")(export_command)
+app.command("demo")(demo_command)
+app.command("simulate")(simulate_command)
 
 
 @app.command()

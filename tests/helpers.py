@@ -1,8 +1,11 @@
 """Small conveniences for tests: over the HTTP API (log in, add users, register devices),
-reading what a row holds in the database, and holding the readings table's write lock."""
+reading what a row holds in the database, holding the readings table's write lock, and waiting
+for a condition."""
 
 import asyncio
 import itertools
+import time
+from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -14,6 +17,18 @@ _names = itertools.count()
 
 def unique(prefix: str) -> str:
     return f"{prefix}{next(_names)}"
+
+
+def eventually(check: Callable[[], object], timeout: float = 10, interval: float = 0.05):
+    """Wait until ``check()`` is truthy and return it; fail with its last value otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
+        time.sleep(interval)
 
 
 class Api:

@@ -160,6 +160,15 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     # analytics
     ("GET", "/analytics/summary"): Rule(VIEWER),
     ("GET", "/analytics/trends"): Rule(VIEWER),
+    # dashboards: viewers read and keep their own default, members manage the shared ones
+    ("GET", "/dashboards"): Rule(VIEWER),
+    ("POST", "/dashboards"): Rule(MEMBER),
+    ("GET", "/dashboards/default"): Rule(VIEWER),
+    ("PUT", "/dashboards/default"): Rule(VIEWER),
+    ("GET", "/dashboards/{dashboard_id}"): Rule(VIEWER),
+    ("PATCH", "/dashboards/{dashboard_id}"): Rule(MEMBER),
+    ("PUT", "/dashboards/{dashboard_id}"): Rule(MEMBER),
+    ("DELETE", "/dashboards/{dashboard_id}"): Rule(MEMBER),
     # platform administration (cross-organization by design)
     ("GET", "/admin/stats"): Rule(SUPERADMIN),
     ("GET", "/admin/devices"): Rule(SUPERADMIN),
@@ -398,6 +407,16 @@ def _new_alert(world: World, org: Org) -> int:
     pytest.fail("the alert did not fire")
 
 
+def _dashboard_body() -> dict:
+    return {"name": unique("dashboard"), "layout": {"tiles": [
+        {"id": "t1", "title": "Temperature", "key": "temperature", "range": "-24h",
+         "layout": {"x": 0, "y": 0, "w": 6, "h": 4}}]}}
+
+
+def _new_dashboard(world: World, org: Org) -> int:
+    return _created(world.api.post("/dashboards", org.owner, json=_dashboard_body()))["id"]
+
+
 def _the_organization(world: World, org: Org) -> int:
     return org.id
 
@@ -451,6 +470,7 @@ FACTORIES: dict[str, Callable[[World, Org], object]] = {
     "command_id": _new_command,
     "rule_id": _new_rule,
     "alert_id": _new_alert,
+    "dashboard_id": _new_dashboard,
 }
 WITNESSES: dict[str, list[str]] = {
     "site_id": ["/sites/{id}", "/sites/{id}/statistics"],
@@ -466,6 +486,7 @@ WITNESSES: dict[str, list[str]] = {
     "command_id": ["/devices/{id.device_id}/commands/{id}"],
     "rule_id": ["/alert-rules/{id}"],
     "alert_id": ["/alerts/{id}"],
+    "dashboard_id": ["/dashboards/{id}"],
 }
 
 
@@ -637,6 +658,10 @@ BODIES: dict[tuple[str, str], Callable[[Ctx], object]] = {
         "text/csv"),
     ("POST", "/alert-rules"): lambda ctx: _rule_body(),
     ("PATCH", "/alert-rules/{rule_id}"): lambda ctx: {"threshold": 5, "severity": "critical"},
+    ("POST", "/dashboards"): lambda ctx: _dashboard_body(),
+    ("PATCH", "/dashboards/{dashboard_id}"): lambda ctx: {"description": unique("changed ")},
+    ("PUT", "/dashboards/{dashboard_id}"): lambda ctx: _dashboard_body(),
+    ("PUT", "/dashboards/default"): lambda ctx: _dashboard_body(),
     ("PUT", "/admin/devices/{device_id}/status"): lambda ctx: {"status": "maintenance"},
     ("PUT", "/admin/organizations/{organization_id}/plan"): lambda ctx: {"plan": "unlimited"},
 }
@@ -681,6 +706,7 @@ def _populate(world: World, org: Org) -> None:
     org.shared["connector_id"] = _new_connector(world, org)
     org.shared["rule_id"] = _new_rule(world, org)
     org.shared["alert_id"] = _new_alert(world, org)
+    org.shared["dashboard_id"] = _new_dashboard(world, org)
     org.shared["user_id"] = _new_user(world, org)
     org.shared["organization_id"] = org.id
     logged = world.api.post(f"/devices/{device['id']}/logs", org.owner,

@@ -131,3 +131,20 @@ def test_free_form_fields_take_any_names(api, root):
     command = api.post(f"/devices/{device.json()['id']}/commands", root,
                        json={"name": "reboot", "params": {"unit_id": 7}})
     assert command.status_code == 201, command.text
+
+
+@pytest.mark.parametrize("body", [
+    {"ts": 1767268800, "values": {"t": 1}},
+    {"data": {"t": 1}, "timestamp": 1767268800},
+    {"readings": [{"key": "t", "value": 1}]},
+    {"sensor_type": "t", "value": 1},
+    {"time": 1767268800, "value": [0, 0, 128, 63]},
+    {"sensor_id": 1, "value": 1},
+], ids=["values", "data", "readings", "sensor_type", "bytes", "sensor_id"])
+def test_an_unknown_field_of_an_ingestion_body_is_a_422_naming_it(api, root, body):
+    """Bodies 2 to 7 have fields of their own (body 1's keys are all sensor keys)."""
+    device = api.device(root)
+    for path in ("/readings", f"/devices/{device['id']}/readings"):
+        response = api.post(path, root, params={"device_id": device["id"]} if path == "/readings"
+                            else None, json={**body, UNKNOWN: 1})
+        assert ["body", UNKNOWN] in _errors(response), response.text

@@ -21,12 +21,12 @@ import orjson
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telemetra import __version__
 from telemetra.alerts.rules import disable_webhook
 from telemetra.db.tables import alert_rules, webhook_deliveries
 from telemetra.kit.crypto import SecretBox
 from telemetra.kit.db import write_transaction
 from telemetra.kit.events import EventBus
+from telemetra.kit.outbound import outbound_client
 from telemetra.kit.timeutil import utcnow
 from telemetra.system.metrics import WEBHOOK_DELIVERIES
 
@@ -73,8 +73,7 @@ class WebhookSender:
         self.results: dict[str, int] = {"delivered": 0, "retried": 0, "failed": 0}
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False,
-                                         headers={"User-Agent": f"Telemetra/{__version__}"})
+        self._client = outbound_client(timeout=self.timeout)
 
     async def stop(self) -> None:
         if self._client is not None:

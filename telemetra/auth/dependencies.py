@@ -65,6 +65,9 @@ async def _device_from_key(request: Request, conn, key: str) -> AuthDevice:
         raise Unauthorized("invalid device key")
     if device.status == "inactive":
         raise Forbidden("this device is inactive; a user must reactivate it")
+    mqtt = getattr(request.app.state, "mqtt", None)
+    if mqtt is not None:  # a device without a broker login gets one (telemetra.mqtt.accounts)
+        mqtt.device_key_seen(device.id, key)
     return device
 
 
@@ -110,12 +113,29 @@ async def _user_from_token(request: Request, conn, token: str) -> AuthUser:
                     session_id=claims.session_id)
 
 
+def _missing_credential(authorization: str | None) -> str:
+    """Why no credential was found: none sent, or an Authorization header in a form that is
+    not ``Bearer <token>`` (said precisely: a credential was sent, just not readably)."""
+    if authorization is None or not authorization.strip():
+        return "authentication required: a Bearer token or an X-API-Key"
+    scheme, _, rest = authorization.strip().partition(" ")
+    use = ("send 'Authorization: Bearer <access token or device key>', or a device key as "
+           "'X-API-Key: tdk_...'")
+    if scheme.startswith(DEVICE_KEY_PREFIX):
+        return f"the Authorization header holds a device key without its scheme: {use}"
+    if scheme.lower() == "bearer":
+        return "the Authorization header says Bearer but holds no token after it"
+    what = "a device key" if rest.strip().startswith(DEVICE_KEY_PREFIX) else "a credential"
+    return (f"the Authorization header holds {what} with the scheme {scheme[:20]!r}, which "
+            f"Telemetra does not take: {use}")
+
+
 async def _authenticate(request: Request, conn, bearer: str | None,
                         api_key: str | None) -> AuthUser | AuthDevice:
     if api_key:
         return await _device_from_key(request, conn, api_key)
     if not bearer:
-        raise Unauthorized("authentication required: a Bearer token or an X-API-Key")
+        raise Unauthorized(_missing_credential(request.headers.get("authorization")))
     if bearer.startswith(DEVICE_KEY_PREFIX):
         return await _device_from_key(request, conn, bearer)
     return await _user_from_token(request, conn, bearer)

@@ -40,8 +40,9 @@ class CommandCreate(Body):
 
 class CommandReport(Body):
     status: CommandOutcome
-    result: FreeFormValue = Field(default=None, description="Any JSON value describing the outcome; kept "
-                                                  "with `succeeded` or `failed`")
+    result: FreeFormValue = Field(
+        default=None,
+        description="Any JSON value describing the outcome; kept with `succeeded` or `failed`")
 
 
 class Command(BaseModel):

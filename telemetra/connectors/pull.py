@@ -27,7 +27,6 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.engine import Row as DbRow
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telemetra import __version__
 from telemetra.connectors.schemas import ConnectorKind
 from telemetra.connectors.service import get_connector, host_allowed
 from telemetra.db.tables import connectors
@@ -35,6 +34,7 @@ from telemetra.ingest.ingest import Ingestor, NothingStored, OverDailyQuota, Sou
 from telemetra.kit.crypto import SecretBox
 from telemetra.kit.db import write_transaction
 from telemetra.kit.errors import BadGateway, Conflict, Invalid, NotFound
+from telemetra.kit.outbound import outbound_client
 from telemetra.kit.timeutil import utcnow
 from telemetra.readings.flags import is_valid
 from telemetra.system.metrics import INGESTED
@@ -123,8 +123,7 @@ class Puller:
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(follow_redirects=False,
-                                         headers={"User-Agent": f"Telemetra/{__version__}"})
+        self._client = outbound_client()
 
     async def stop(self) -> None:
         if self._client is not None:
@@ -262,7 +261,7 @@ class Puller:
         if body == []:  # nothing new since {since}: a quiet upstream is no error
             return Pulled(0, 0, 0, 0, [], None)
         source = Source(value_key=row.key or "value", byte_order=row.byte_order,
-                        expect=row.format, max_age_seconds=row.max_age_seconds)
+                        expect=row.format, max_age_seconds=row.max_age_seconds, strict=False)
         try:
             prepared = await self.ingestor.prepare(device.target, body, source, now=now)
         except OverDailyQuota:  # the organization's plan, not the upstream: a 429 on run

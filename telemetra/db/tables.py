@@ -427,3 +427,20 @@ usage_counters = Table(
     Column("rate_limited", BigInteger, nullable=False, server_default="0"),
     Column("quota_exceeded", BigInteger, nullable=False, server_default="0"),
 )
+
+# Dashboards (API.md, Dashboards): the organization's shared ones have no user_id; a user's own
+# default dashboard (GET/PUT /dashboards/default) has theirs, one per user (the unique key: NULLs
+# are distinct on both backends). ``layout`` is validated on the way in
+# (telemetra.dashboards.schemas), so anything stored renders.
+dashboards = Table(
+    "dashboards", metadata,
+    Column("id", Integer, primary_key=True),
+    _org_fk(),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True,
+           unique=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("layout", JSONType, nullable=False),
+    *_timestamps(),
+    **NEVER_REUSE_IDS,
+)

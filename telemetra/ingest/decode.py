@@ -21,6 +21,8 @@ with the reason, so ``{"value": 3, "unit": "C"}`` stores nothing.
 A source that always sends one of them (a connector) may insist on it (``expect``); ``auto``
 accepts any.
 
+A field that none of the formats has is refused, naming it (API.md, "Strict input"): the body
+when it is one object, the item alone in a list (``strict``; connectors read leniently).
 What storage cannot hold, or should not, is refused here too, per reading (API.md): times out
 of ``ReadingLimits``, NUL characters, ``meta`` past its bounds (``telemetra.ingest.limits``).
 """
@@ -69,6 +71,21 @@ BYTE_ORDERS = tuple(_FLOAT32)
 _LISTABLE = {"values": "values", "sensor_type": "single", "bytes": "bytes",
              "sensor_id": "by_id"}
 _FORMAT_OF_ITEM = {kind: name for name, kind in _LISTABLE.items()}
+# The fields each body may hold (API.md, "Strict input"): any other is refused, naming it, so
+# a misspelt ``timestmap`` never silently means "now". By ``_item_kind``, and the two wrappers.
+_FIELDS = {
+    "values": frozenset({"ts", "timestamp", "values", "metadata", "tags"}),
+    "single": frozenset({"key", "sensor_type", "value", "unit", "ts", "timestamp", "time",
+                         "tags", "meta"}),
+    "bytes": frozenset({"time", "ts", "timestamp", "key", "value", "unit", "tags"}),
+    # ``status``: older sensor-data clients send the review state; it is not theirs to set.
+    "by_id": frozenset({"sensor_id", "value", "ts", "timestamp", "time", "unit", "tags", "meta",
+                        "status"}),
+    "readings": frozenset({"readings"}),
+    "data": frozenset({"data", "metadata", "timestamp", "ts", "tags"}),
+}
+# Where a misplaced field belongs, for the message.
+_HINTS = {"device_id": " (device_id goes in the query: POST /readings?device_id=...)"}
 
 
 @dataclass(slots=True)
@@ -205,12 +222,13 @@ def _meta(value: Any) -> dict | None:
 
 
 class _Collector:
-    def __init__(self, limits: ReadingLimits, now: datetime) -> None:
+    def __init__(self, limits: ReadingLimits, now: datetime, strict: bool = True) -> None:
         self.readings: list[Reading] = []
         self.rejected: list[Rejection] = []
         self.index = 0
         self.limits = limits
         self.latest = now + limits.max_future
+        self.strict = strict
 
     def add(self, build, key: Any = None) -> None:
         try:
@@ -306,8 +324,20 @@ def _is_flat_mapping(body: dict) -> bool:
                               for v in body.values())
 
 
-def _decode_item(out: _Collector, item: Any, value_key: str, byte_order: str) -> None:
-    kind = _item_kind(item)
+def _decode_item(out: _Collector, item: Any, value_key: str, byte_order: str,
+                 kind: str | None = None) -> None:
+    """One reading of a list-able format. A caller that passes ``kind`` has decided it and
+    checked the fields already (a body that is one object)."""
+    if kind is None:
+        kind = _item_kind(item)
+        if out.strict and kind is not None and not _FIELDS[kind].issuperset(item):
+            reason = _unknown_fields(item, kind)
+            if kind == "values":  # one rejection a value, as for its other faults
+                for key in item["values"]:
+                    out.reject(reason, key)
+            else:
+                out.reject(reason, item.get("key", item.get("sensor_type")))
+            return
     if kind == "values":
         _key_values(out, item["values"], item.get("ts", item.get("timestamp")),
                     _meta_or_none(item.get("metadata")), item.get("tags"))
@@ -323,6 +353,24 @@ def _decode_item(out: _Collector, item: Any, value_key: str, byte_order: str) ->
 
 def _meta_or_none(value: Any) -> dict | None:
     return value if isinstance(value, dict) and value else None
+
+
+def _unknown_fields(item: dict, kind: str) -> str:
+    """Why an object of ``kind`` holding fields of no format is refused (its callers have
+    checked ``_FIELDS[kind].issuperset(item)`` inline: the common case costs no call)."""
+    allowed = _FIELDS[kind]
+    unknown = [field for field in item if field not in allowed]
+    names = ", ".join(repr(field) for field in unknown[:5]) + (", ..." if len(unknown) > 5
+                                                                else "")
+    hint = next((_HINTS[field] for field in unknown if field in _HINTS), "")
+    return (f"unknown field{'s' if len(unknown) > 1 else ''} {names}{hint}; "
+            f"this format's fields: {', '.join(sorted(allowed))}")
+
+
+def _unknown_body(body: dict, kind: str) -> Invalid:
+    """A body that is one object: its unknown fields are a 422 naming them."""
+    first = next(field for field in body if field not in _FIELDS[kind])
+    return Invalid(_unknown_fields(body, kind), loc=["body", first])
 
 
 def _body_format(body: dict) -> str | None:
@@ -377,20 +425,24 @@ def screen(readings: list[Reading], limits: ReadingLimits = DEFAULT_LIMITS,
 
 def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "little",
                 expect: str | None = None, limits: ReadingLimits = DEFAULT_LIMITS,
-                now: datetime | None = None) -> tuple[list[Reading], list[Rejection]]:
+                now: datetime | None = None, strict: bool = True
+                ) -> tuple[list[Reading], list[Rejection]]:
     """Normalise any accepted body; raises ``Invalid`` when the body is none of them.
 
     ``expect``, one of ``FORMAT_NAMES`` (a connector's ``format``), restricts decoding to that
     body: any other body is an ``Invalid`` naming the expected format, and items of a list that
     are of another format are rejected one by one. ``None`` or ``"auto"``: every body.
     ``now``, the server's clock (default: read it), is what "in the future" is measured from.
+    ``strict`` (the default): a field no format has is refused, naming it: the whole body when
+    it is one object (``Invalid``), the item alone in a list. A connector's upstream, which
+    its user cannot change, is read with ``strict=False``: such fields are ignored.
     """
     if expect is not None:
         if expect == "auto":
             expect = None
         elif expect not in _SHAPES:
             raise ValueError(f"unknown format {expect!r}; one of {FORMAT_NAMES}")
-    out = _Collector(limits, now or utcnow())
+    out = _Collector(limits, now or utcnow(), strict)
     if isinstance(body, list):
         if not body:
             raise Invalid("the body is an empty list: no readings", loc=["body"])
@@ -406,23 +458,33 @@ def decode_body(body: Any, *, value_key: str = "value", byte_order: str = "littl
     elif expect is not None and _body_format(body) != expect:
         raise _wrong_format(expect)
     elif "readings" in body:
+        if strict and not _FIELDS["readings"].issuperset(body):
+            raise _unknown_body(body, "readings")
         items = body["readings"]
         if not isinstance(items, list) or not items:
             raise Invalid("readings must be a non-empty list", loc=["body", "readings"])
         for item in items:
-            if _item_kind(item) == "by_id":
-                out.add(lambda i=item: _by_id(i, out))
-            elif isinstance(item, dict):
-                out.add(lambda i=item: _single(i, out), item.get("key", item.get("sensor_type")))
-            else:
+            if not isinstance(item, dict):
                 out.reject("unknown format")
+                continue
+            kind = "by_id" if _item_kind(item) == "by_id" else "single"
+            if strict and not _FIELDS[kind].issuperset(item):
+                out.reject(_unknown_fields(item, kind), item.get("key", item.get("sensor_type")))
+            elif kind == "by_id":
+                out.add(lambda i=item: _by_id(i, out))
+            else:
+                out.add(lambda i=item: _single(i, out), item.get("key", item.get("sensor_type")))
     elif "data" in body and isinstance(body["data"], dict):
+        if strict and not _FIELDS["data"].issuperset(body):
+            raise _unknown_body(body, "data")
         if not body["data"]:
             raise Invalid("data is empty: no readings", loc=["body", "data"])
         _key_values(out, body["data"], body.get("timestamp", body.get("ts")),
                     _meta(body.get("metadata")), body.get("tags"))
-    elif _item_kind(body) is not None:
-        _decode_item(out, body, value_key, byte_order)
+    elif (kind := _item_kind(body)) is not None:
+        if strict and not _FIELDS[kind].issuperset(body):
+            raise _unknown_body(body, kind)
+        _decode_item(out, body, value_key, byte_order, kind)
     elif _is_flat_mapping(body):
         _key_values(out, body, None, None, reserved=FIELD_NAMES)
     else:

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from telemetra.auth.dependencies import AuthDevice, IngestPrincipal
 from telemetra.auth.roles import Role
-from telemetra.ingest.decode import decode_body, parse_json
+from telemetra.ingest.decode import FORMATS, decode_body, parse_json
 from telemetra.ingest.fastpath import THROTTLED
 from telemetra.ingest.ingest import Target, find_target, find_target_of_sensors
 from telemetra.ingest.schemas import INGEST_BODY, ImportResult, IngestResult
@@ -34,7 +34,8 @@ _INGEST_RESPONSES = {
     503: {"description": "Ingestion is saturated or the database is down; see Retry-After"},
 }
 _INGEST_DESCRIPTION = (
-    "Answered 202 only after the readings are durably committed. A reading whose sensor and "
+    "The body's seven formats are described, each with an example, with the request body "
+    "below. Answered 202 only after the readings are durably committed. A reading whose sensor and "
     "time are stored already counts as a duplicate and is not stored twice; a bad reading is "
     "rejected alone with a reason: a value that is not a finite number, a time before "
     "TELEMETRA_MIN_READING_TIME or more than TELEMETRA_MAX_FUTURE_SECONDS ahead (`in the "
@@ -75,7 +76,8 @@ async def _target_of_sensors(request: Request, organization_id: int, body) -> Ta
     required = Invalid("device_id is required when a user sends readings other than by "
                        "sensor id", loc=["query", "device_id"])
     try:
-        readings, _ = decode_body(body, expect="sensor_id")
+        # Lenient: an unknown field is the real decode's to name, not "device_id is required".
+        readings, _ = decode_body(body, expect="sensor_id", strict=False)
     except Invalid:
         raise required from None
     sensor_ids = {r.sensor_id for r in readings}
@@ -91,7 +93,24 @@ async def _target_of_sensors(request: Request, organization_id: int, body) -> Ta
     return targets[0]
 
 
+def _formats_once(error: Invalid) -> None:
+    """A body that is none of the formats: its problem lists them once, in the detail; the
+    error's ``msg`` says only what was wrong (it repeated the whole list)."""
+    suffix = "; " + FORMATS
+    errors = error.extra.get("errors") or []
+    if error.detail.endswith(suffix) and len(errors) == 1 and errors[0]["msg"] == error.detail:
+        error.extra["errors"] = [{**errors[0], "msg": error.detail[:-len(suffix)]}]
+
+
 async def _ingest(request: Request, principal, device_id: int | None) -> Response:
+    try:
+        return await _ingest_body(request, principal, device_id)
+    except Invalid as error:
+        _formats_once(error)
+        raise
+
+
+async def _ingest_body(request: Request, principal, device_id: int | None) -> Response:
     target = await _target(request, principal, device_id)
     raw = await request.body()  # bounded by BodyLimitMiddleware (INGEST)
     body = parse_json(raw)
@@ -99,6 +118,8 @@ async def _ingest(request: Request, principal, device_id: int | None) -> Respons
         target = await _target_of_sensors(request, principal.organization_id, body)
     result = await request.app.state.ingestor.ingest(target, body)
     INGESTED["http"].inc(result["accepted"])
+    if isinstance(principal, AuthDevice):  # contact from the device (a user's is not)
+        request.app.state.presence.mark(principal.id)
     # The hot path answers with bytes it made itself; IngestResult documents the shape.
     return Response(orjson.dumps(result), status_code=status.HTTP_202_ACCEPTED,
                     media_type="application/json")
@@ -147,6 +168,9 @@ async def import_readings(
 ):
     if isinstance(principal, AuthDevice) or not principal.role.at_least(Role.member):
         raise Forbidden("importing needs a user with the member role or higher")
+    if device_id is not None and await find_target(request.app.state.engine,
+                                                   principal.organization_id, device_id) is None:
+        raise NotFound(f"device {device_id} not found")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         form = await request.form()
@@ -164,4 +188,11 @@ async def import_readings(
         chunks = request.stream
     report = await transfer.import_stream(request.app.state.ingestor, principal.organization_id,
                                           chunks(), fmt, device_id)
+    if report.rejected_total and not report.accepted and not report.duplicates:
+        # As for ingestion: a file nothing of which can be stored is a 422 carrying why, so a
+        # client that checks only the status sees it.
+        reasons = list(dict.fromkeys(r["reason"] for r in report.rejected))
+        raise Invalid(f"no line of the file can be stored: {'; '.join(reasons[:3])}"
+                      + ("; ..." if len(reasons) > 3 else ""), loc=["body"],
+                      **report.as_dict())
     return report.as_dict()

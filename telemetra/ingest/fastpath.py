@@ -7,7 +7,8 @@ the cache, or one indexed query on a miss: in a fleet most devices are seldom se
 process, and the whole route costs several times the query), a body within the limit that
 decodes. Everything else, and any failure before the write, goes on to the normal route
 with the body replayed, so every answer but the fast one (401, 403, 404, 413, 422, 503 while
-the database is down...) comes from one place. The routes themselves stay, and document the endpoints in OpenAPI.
+the database is down...) comes from one place. The routes themselves stay, and document the
+endpoints in OpenAPI.
 """
 
 import re
@@ -59,6 +60,8 @@ class DeviceIngestFastPath:
             await self.app(scope, receive, send)
             return
         target = Target(device.id, device.organization_id)
+        if state.mqtt is not None:  # a device without a broker login gets one
+            state.mqtt.device_key_seen(device.id, key)
         try:
             await state.ingestor.throttle(target)  # in memory: a few dict operations
         except RateLimited as limited:
@@ -88,6 +91,7 @@ class DeviceIngestFastPath:
             await self.app(scope, _replay([raw], False, receive), send)
             return
         INGESTED["fastpath"].inc(result["accepted"])
+        state.presence.mark(device.id)  # contact, as any MQTT uplink is
         scope["route_template"] = self.readings_path if named is None else self.device_template
         answer = orjson.dumps(result)
         await send({"type": "http.response.start", "status": 202,

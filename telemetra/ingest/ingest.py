@@ -60,6 +60,9 @@ class Source:
     max_age_seconds: int | None = None  # older than this on arrival: tagged "too old"
     refuse_empty: bool = True  # a body nothing of which can be stored is ``NothingStored``
     screen: bool = False  # the body is readings built elsewhere (an import's lines)
+    # Fields no format has are refused, naming them; a connector's upstream, which its user
+    # cannot change, is read leniently (an extra "id" or "quality" is ignored).
+    strict: bool = True
 
 
 DEVICE = Source()  # a device's own bodies, over HTTP or its MQTT topic
@@ -488,7 +491,8 @@ class Ingestor:
         else:
             readings, rejected = decode_body(body, value_key=source.value_key,
                                              byte_order=source.byte_order,
-                                             expect=source.expect, limits=self.limits, now=now)
+                                             expect=source.expect, limits=self.limits, now=now,
+                                             strict=source.strict)
         if source.max_age_seconds is not None:
             _tag_too_old(readings, now - timedelta(seconds=source.max_age_seconds))
         return readings, rejected

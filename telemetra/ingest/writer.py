@@ -112,7 +112,8 @@ class Writer:
         self.pending_rows += len(rows)
         self._queue.put_nowait(_Pending(rows, future))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout_seconds)
+            async with asyncio.timeout(self.timeout_seconds):
+                return await asyncio.shield(future)
         except TimeoutError:
             raise Unavailable("the database did not confirm the write in time; retry",
                               headers={"Retry-After": "5"}) from None

@@ -199,7 +199,8 @@ class EventBus:
         pending = [s.queue.join() for s in self._all_queued if s.task is not None]
         if pending:
             try:
-                await asyncio.wait_for(asyncio.gather(*pending), timeout)
+                async with asyncio.timeout(timeout):
+                    await asyncio.gather(*pending)
             except TimeoutError:
                 log.warning("event subscribers still busy at shutdown; their events are lost")
         for subscriber in self._all_queued:

@@ -56,9 +56,16 @@ def _formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+def _alembic_level(level: str) -> str:
+    """Alembic's own lines (plugins set up, each step run) only when debugging: Telemetra
+    logs one line of its own when a migration changes the schema (telemetra.db.migrate)."""
+    return "DEBUG" if level.upper() == "DEBUG" else "WARNING"
+
+
 def configure(level: str, log_format: str = "text") -> None:
     """Log to stderr, credentials redacted, in ``log_format`` (``text`` or ``json``)."""
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
+    logging.getLogger("alembic").setLevel(_alembic_level(level))
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactCredentials) for f in handler.filters):
             handler.addFilter(RedactCredentials())
@@ -82,4 +89,5 @@ def uvicorn_config(level: str, log_format: str = "text") -> dict:
     for handler in config["handlers"].values():
         handler["filters"] = list(_FILTERS)
     config["root"] = {"handlers": ["telemetra"], "level": level.upper()}
+    config["loggers"]["alembic"] = {"level": _alembic_level(level)}
     return config

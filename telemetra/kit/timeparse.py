@@ -42,15 +42,23 @@ def parse_timestamp(value: object) -> datetime:
     raise ValueError(f"expected a time, got {type(value).__name__}")
 
 
+def relative_seconds(text: str) -> int | None:
+    """How far back a relative form (``-30s``, ``-15m``, ``-1h``, ``-7d``, ``-2w``) reaches,
+    in seconds; None for anything else."""
+    match = _RELATIVE.match(text.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 def parse_query_time(value: str, *, name: str = "time", now: datetime | None = None) -> datetime:
     """A query parameter's time, including the relative forms."""
     text = value.strip()
     if text == "now":
         return now or utcnow()
-    match = _RELATIVE.match(text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        return (now or utcnow()) - timedelta(seconds=amount * _UNIT_SECONDS[unit])
+    seconds = relative_seconds(text)
+    if seconds is not None:
+        return (now or utcnow()) - timedelta(seconds=seconds)
     try:
         return parse_timestamp(text)
     except (ValueError, OverflowError, OSError):

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from telemetra.kit.errors import Forbidden, TelemetraError, Unauthorized
 from telemetra.live.auth import CLOSE_UNAUTHORIZED, authenticate
+from telemetra.live.deflate import WRITER
 from telemetra.live.hub import Hub
 from telemetra.live.outbox import Connection, message
 from telemetra.live.schemas import (
@@ -84,7 +85,9 @@ async def _serve(websocket: WebSocket, topic: str | None) -> None:
         log.warning("a live socket's token could not be checked", exc_info=True)
         await _close(websocket, CLOSE_UNAVAILABLE, "the token could not be checked; retry")
         return
-    connection = hub.connect(websocket.send_text, user, token, expires_at)
+    writer = websocket.scope.get("extensions", {}).get(WRITER)  # under telemetra serve
+    connection = hub.connect(writer.send if writer else websocket.send_text, user, token,
+                             expires_at, writer.now if writer else None)
     _arm_expiry(connection)
     try:
         if websocket.query_params.get("token") is None:
@@ -103,7 +106,8 @@ async def _first_credential(websocket: WebSocket):
     token = websocket.query_params.get("token")
     if token is None:
         try:
-            text = await asyncio.wait_for(_receive_text(websocket), AUTH_SECONDS)
+            async with asyncio.timeout(AUTH_SECONDS):
+                text = await _receive_text(websocket)
         except TimeoutError:
             raise Unauthorized(f"no access token within {AUTH_SECONDS:g} s: pass ?token= or "
                                'send {"type": "auth", "token": "..."} first') from None
@@ -129,15 +133,24 @@ async def _run(websocket: WebSocket, hub: Hub, connection: Connection) -> None:
     tasks = [asyncio.create_task(connection.send_all(), name="live-send"),
              asyncio.create_task(_read(websocket, hub, connection), name="live-read"),
              asyncio.create_task(connection.closed.wait(), name="live-close")]
+    for task in tasks:  # how each ended (the client left, a send failed) matters no more
+        task.add_done_callback(_ended)
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
-        # How each ended (the client left, a send failed on a closed socket) matters no more.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # wait, not gather: cancelled while it waits (TestClient leaving, a server stopping),
+        # gather raises its children's cancellation instead of the one this task was sent,
+        # and the canceller (an anyio cancel scope) no longer knows it for its own.
+        await asyncio.wait(tasks)
     if connection.closing is not None:
         await _close(websocket, *connection.closing)
+
+
+def _ended(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 async def _read(websocket: WebSocket, hub: Hub, connection: Connection) -> None:

@@ -34,7 +34,7 @@ from telemetra.kit.errors import Conflict, Invalid, NotFound, Unauthorized
 from telemetra.kit.events import EventBus
 from telemetra.live.auth import CLOSE_UNAUTHORIZED, authenticate
 from telemetra.live.directory import Directory
-from telemetra.live.outbox import Connection, Subscription, message, now_iso
+from telemetra.live.outbox import Connection, SharedText, Subscription, message, now_iso
 from telemetra.live.schemas import MAX_SUBSCRIPTIONS, TOPICS, Subscribe
 from telemetra.sensors.events import SensorChanged
 from telemetra.users.events import UserChanged
@@ -87,8 +87,10 @@ class Hub:
 
     # Connections and subscriptions
 
-    def connect(self, send_text, user, token: str, expires_at: float) -> Connection:
-        connection = Connection(send_text, user, token, expires_at, self.queue_size)
+    def connect(self, send_text, user, token: str, expires_at: float,
+                send_now=None) -> Connection:
+        connection = Connection(send_text, user, token, expires_at, self.queue_size,
+                                send_now)
         self.connections[connection.id] = connection
         return connection
 
@@ -223,7 +225,11 @@ class Hub:
                 continue
             items = _items(rows, sensor_info)
             info = device_info.get(device_id)
-            bodies: dict[tuple, str | None] = {}  # what a kind of subscription gets, encoded once
+            # What a kind of subscription gets, encoded once, and each whole message once per
+            # subscription id: sockets' first subscriptions are all "s1", so 200 dashboards on
+            # one device share one text (and its bytes, ``SharedText``).
+            bodies: dict[tuple, str | None] = {}
+            texts: dict[tuple, SharedText] = {}
             for subscription in list(held):
                 if not subscription.covers(device_id, info):
                     continue
@@ -232,9 +238,15 @@ class Hub:
                 if kind not in bodies:
                     bodies[kind] = _readings_body(device_id, items, subscription.keys, admin)
                 body = bodies[kind]
-                if body is not None:
-                    self._push(subscription, '{"type":"readings","subscription":'
-                               + subscription.quoted_id + "," + body)
+                if body is None:
+                    continue
+                named = (kind, subscription.quoted_id)
+                text = texts.get(named)
+                if text is None:
+                    text = texts[named] = SharedText(
+                        '{"type":"readings","subscription":' + subscription.quoted_id + ","
+                        + body)
+                self._push(subscription, text)
 
     async def _on_device_status(self, changed: DeviceStatusChanged) -> None:
         device = {"id": changed.device_id, "name": changed.name, "online": changed.online,

@@ -5,9 +5,10 @@ own that lets it publish and subscribe only under ``{prefix}/devices/{id}/``. Op
 sent in order on ``$CONTROL/dynamic-security/v1`` and confirmed on its response topic; while
 the broker is unreachable they wait in memory and go out on reconnection. At each connection
 the broker's clients are reconciled with the devices table (deleted devices removed, inactive
-ones disabled). Keys are stored only as hashes, so a device created while the platform could
-not reach the broker and lost with a restart gets its login back by rotating its key; that is
-logged.
+ones disabled). Keys are stored only as hashes, so a device without a login (made before
+MQTT was turned on, or while the broker was unreachable and the platform restarted) gets one
+the first time it shows its key over HTTP (``key_seen``), or when its key is rotated; until
+then the log names it and says so.
 """
 
 import asyncio
@@ -56,6 +57,9 @@ class BrokerAccounts:
         self._online = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.failures = 0
+        # Devices the last reconciliation found without a broker login: their keys are only
+        # stored hashed, so each gets one when it next shows its key (``key_seen``).
+        self.without_login: set[int] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-dynsec")
@@ -70,6 +74,15 @@ class BrokerAccounts:
     def provision(self, device_id: int, key: str, *, active: bool = True) -> None:
         """A new device or a rotated key: (re)create its login; the old key stops working."""
         self._queue.put_nowait(Operation("provision", device_id, key, active))
+
+    def key_seen(self, device_id: int, key: str) -> None:
+        """A device's key, verified (an HTTP request of an active device): if the device has
+        no broker login, make it one with that key. A set lookup on every device request."""
+        if device_id in self.without_login:
+            self.without_login.discard(device_id)
+            log.info("device %s showed its key over HTTP: provisioning its broker login",
+                     device_id)
+            self.provision(device_id, key)
 
     def set_active(self, device_id: int, active: bool) -> None:
         self._queue.put_nowait(Operation("enable" if active else "disable", device_id))
@@ -202,7 +215,14 @@ class BrokerAccounts:
         if commands:
             await self._command(commands)
         missing = sorted(int(u) for u in known if u not in clients)
+        self.without_login = set(missing)
         if missing:
-            log.warning("devices without a broker login (created while the broker was "
-                        "unreachable): %s; rotate their keys to provision them",
-                        ", ".join(map(str, missing[:50])))
+            log.warning(
+                "%d device(s) have no broker login yet, so cannot connect over MQTT: %s. They "
+                "were made before MQTT was turned on (or while the broker was unreachable, "
+                "and Telemetra restarted); only a hash of each key is stored, so the login is "
+                "made the next time the device sends anything over HTTP with its key (a "
+                "heartbeat will do), or at once by rotating its key (POST "
+                "/api/v1/devices/{id}/rotate-key; the old key then stops working)",
+                len(missing), ", ".join(map(str, missing[:50])) + (
+                    ", ..." if len(missing) > 50 else ""))

@@ -147,6 +147,11 @@ class MqttBridge:
         if self.accounts is not None:
             self.accounts.provision(issued.device_id, issued.key, active=issued.active)
 
+    def device_key_seen(self, device_id: int, key: str) -> None:
+        """A device showed its verified key over HTTP (telemetra.mqtt.accounts.key_seen)."""
+        if self.accounts is not None:
+            self.accounts.key_seen(device_id, key)
+
     def _device_changed(self, changed: DeviceChanged) -> None:
         if self.accounts is None:
             return

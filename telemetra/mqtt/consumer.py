@@ -215,6 +215,8 @@ class Consumer:
         if isinstance(refused, NothingStored):
             self._note_rejected_readings(device_id, refused.rejected)
             return refused.detail
+        if refused.detail.startswith("unknown field"):  # strict input: the field is named
+            return refused.detail
         return f"unknown format: {refused.detail}"
 
     async def _retrying(self, messages: list[Inbound], attempt):

@@ -183,7 +183,8 @@ class Link:
             self._client.disconnect()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), 3)
+                async with asyncio.timeout(3):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)

@@ -38,7 +38,8 @@ class TopicConnector:
     def source(self) -> Source:
         """How the ingestor reads this connector's bodies."""
         return Source(value_key=self.key or "value", byte_order=self.byte_order,
-                      expect=self.format, max_age_seconds=self.max_age_seconds)
+                      expect=self.format, max_age_seconds=self.max_age_seconds,
+                      strict=False)
 
 
 @dataclass
@@ -82,9 +83,9 @@ QUOTA_EXCEEDED = "over the daily readings quota"  # telemetra.ingest.ingest.Over
 
 def reason_kind(reason: str) -> str:
     """The counter a reason goes to: its words before any detail."""
-    for kind in ("payload too large", "invalid JSON", "unknown format", "unknown device",
-                 "not a platform topic", "invalid heartbeat", "invalid log lines",
-                 NOTHING_STORED, QUOTA_EXCEEDED):
+    for kind in ("payload too large", "invalid JSON", "unknown format", "unknown field",
+                 "unknown device", "not a platform topic", "invalid heartbeat",
+                 "invalid log lines", NOTHING_STORED, QUOTA_EXCEEDED):
         if reason.startswith(kind):
             return kind
     if reason.startswith("device ") and reason.endswith("inactive"):

@@ -1,4 +1,5 @@
-"""Online/offline from MQTT traffic: every uplink message marks its device seen. Marks are
+"""Online/offline from device traffic: every MQTT uplink message, and every body of readings
+a device sends over HTTP with its key, marks its device seen. Marks are
 gathered and written once a second in one statement, so a device publishing 100 messages a
 second costs one UPDATE, not 100.
 

@@ -59,7 +59,8 @@ async def create_organization(conn: AsyncConnection, name: str) -> int:
 async def unique_organization_name(conn: AsyncConnection, wanted: str) -> str:
     """``wanted``, or ``wanted-2``, ``wanted-3``... whichever is free."""
     taken = set((await conn.scalars(
-        select(organizations.c.name).where(organizations.c.name.startswith(wanted, autoescape=True)))).all())
+        select(organizations.c.name)
+        .where(organizations.c.name.startswith(wanted, autoescape=True)))).all())
     name, n = wanted, 1
     while name in taken:
         n += 1

@@ -6,6 +6,7 @@ group-commit writer as the HTTP API, and show a progress bar.
 
 import asyncio
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +27,7 @@ from telemetra.kit.errors import TelemetraError
 
 async def _import(path: Path, fmt: str, device_id: int | None, progress: Progress) -> dict:
     from telemetra.db.engine import create_engine
-    from telemetra.db.migrate import upgrade
+    from telemetra.db.migrate import ensure_migrated
     from telemetra.ingest.ingest import Ingestor
     from telemetra.ingest.partitions import Partitions
     from telemetra.ingest.writer import Writer
@@ -34,7 +35,11 @@ async def _import(path: Path, fmt: str, device_id: int | None, progress: Progres
 
     settings = _settings()
     engine = create_engine(settings.database_url)
-    await upgrade(engine)
+    try:
+        await ensure_migrated(engine, settings.database_url)
+    except TelemetraError:
+        await engine.dispose()
+        raise
     writer = Writer(engine, Partitions(engine))
     await writer.start()
     task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
@@ -78,19 +83,26 @@ def import_command(
         raise typer.Exit(1)
 
 
-async def _export(out, fmt: str, where, progress: Progress) -> int:
+async def _export(output: Path | None, fmt: str, where, progress: Progress) -> int:
+    """Write the readings to ``output`` (stdout if None), opened only once the database is
+    known to be there: a missing one leaves no empty file behind, nor an empty database."""
     from telemetra.db.engine import create_engine
+    from telemetra.db.migrate import ensure_migrated
     from telemetra.readings.transfer import export_lines
 
-    engine = create_engine(_settings().database_url)
-    task = progress.add_task("exporting", total=None)
+    database_url = _settings().database_url
+    engine = create_engine(database_url)
     lines = 0
     try:
-        async for chunk in export_lines(engine, where, fmt):
-            out.write(chunk)
-            count = chunk.count(b"\n")
-            lines += count
-            progress.advance(task, count)
+        await ensure_migrated(engine, database_url)
+        with (output.open("wb") if output is not None else nullcontext(sys.stdout.buffer)
+              ) as out:
+            task = progress.add_task("exporting", total=None)
+            async for chunk in export_lines(engine, where, fmt):
+                out.write(chunk)
+                count = chunk.count(b"\n")
+                lines += count
+                progress.advance(task, count)
     finally:
         await engine.dispose()
     return lines
@@ -129,10 +141,10 @@ def export_command(
     with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} lines"),
                   TimeElapsedColumn(), console=None, transient=False,
                   disable=output is None) as progress:
-        if output is None:
-            lines = asyncio.run(_export(sys.stdout.buffer, format, where, progress))
-        else:
-            with output.open("wb") as handle:
-                lines = asyncio.run(_export(handle, format, where, progress))
+        try:
+            lines = asyncio.run(_export(output, format, where, progress))
+        except TelemetraError as exc:
+            typer.echo(f"error: {exc.detail}", err=True)
+            raise typer.Exit(1) from None
     if output is not None:
         typer.echo(f"wrote {lines} lines to {output}")

@@ -106,39 +106,92 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
         yield pending.decode("utf-8", errors="replace").rstrip("\r")
 
 
+_TIMES = "ISO 8601 (2026-01-31T12:00:00Z) or epoch seconds or milliseconds"
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(raw_value) -> float:
+    """A reading's value: a number, or true/false; a ValueError naming the column and what
+    to write instead (never Python's own "could not convert string to float")."""
+    if isinstance(raw_value, bool):
+        return 1.0 if raw_value else 0.0
+    if isinstance(raw_value, (int, float)):
+        value = float(raw_value)
+    elif isinstance(raw_value, str) and raw_value.strip():
+        text = raw_value.strip()
+        if text.lower() in ("true", "false"):
+            return 1.0 if text.lower() == "true" else 0.0
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"value: {_shown(raw_value)} is not a number; write a decimal "
+                             "number such as 21.5 (or true/false)") from None
+    elif raw_value is None or isinstance(raw_value, str):
+        raise ValueError("value: missing; every reading needs a number in the value column")
+    else:
+        raise ValueError(f"value: {_shown(raw_value)} is not a number; write a decimal number "
+                         "such as 21.5 (or true/false)")
+    if not math.isfinite(value):
+        raise ValueError(f"value: {_shown(raw_value)} is not a finite number")
+    return value
+
+
 def _parse_record(record: dict, default_device: int | None) -> tuple[int, Reading]:
-    device = record.get("device_id") or default_device
+    """One line's reading; a ValueError names the column, what is wrong and the fix."""
+    device = record.get("device_id")
+    if device is None or device == "":
+        if default_device is None:
+            raise ValueError("device_id: missing; fill it in, or give the device for rows "
+                             "without one (device_id in the query, --device-id on the command "
+                             "line)")
+        device = default_device
+    if isinstance(device, float) and device.is_integer():
+        device = int(device)
+    if isinstance(device, bool) or not isinstance(device, (int, str)):
+        raise ValueError(f"device_id: {_shown(device)} is not a device id (a whole number)")
     try:
         device_id = int(device)
-    except (TypeError, ValueError):
-        raise ValueError("device_id missing or not a number") from None
+    except ValueError:
+        raise ValueError(f"device_id: {_shown(device)} is not a device id (a whole "
+                         "number)") from None
     key = record.get("key")
-    if not isinstance(key, str) or not key or len(key) > 100:
-        raise ValueError("key missing or invalid")
-    raw_value = record.get("value")
-    if isinstance(raw_value, str):
-        if raw_value.strip().lower() in ("true", "false"):
-            value = 1.0 if raw_value.strip().lower() == "true" else 0.0
-        else:
-            value = float(raw_value)
-    elif isinstance(raw_value, bool):
-        value = 1.0 if raw_value else 0.0
-    elif isinstance(raw_value, (int, float)):
-        value = float(raw_value)
-    else:
-        raise ValueError("value missing or not a number")
-    if not math.isfinite(value):
-        raise ValueError("non-finite value")
+    if key is None or key == "":
+        raise ValueError("key: missing; name the sensor, e.g. temperature")
+    if not isinstance(key, str) or len(key) > 100:
+        raise ValueError("key: must be a text of at most 100 characters")
+    value = _number(record.get("value"))
+    raw_ts = record.get("ts")
+    if raw_ts is None or raw_ts == "":
+        raise ValueError(f"ts: missing; give the reading's time, {_TIMES}")
     try:
-        ts = parse_timestamp(record.get("ts"))
+        ts = parse_timestamp(raw_ts)
     except (ValueError, OverflowError, OSError, TypeError):
-        raise ValueError("ts missing or not a time") from None
+        raise ValueError(f"ts: {_shown(raw_ts)} is not a time; use {_TIMES}") from None
     tags = record.get("tags")
     if isinstance(tags, str):
         tags = [t for t in tags.split("|") if t] or None
     if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
-        raise ValueError("tags must be a list of strings")
+        raise ValueError("tags: must be a list of texts (in CSV: separated by |, e.g. a|b)")
     return device_id, Reading(key, value, ts, None, tags or None)
+
+
+def _check_header(header: list[str], default_device: int | None) -> None:
+    """The CSV header (line 1) must name key, ts and value, and device_id unless the device
+    is given for rows without one: a 422 naming what is missing and how to fix it."""
+    needed = ["key", "ts", "value"] + (["device_id"] if default_device is None else [])
+    missing = [name for name in needed if name not in header]
+    if not missing:
+        return
+    found = ", ".join(name for name in header if name) or "nothing"
+    fix = ("add the column(s), or give the device for rows without one (device_id in the "
+           "query, --device-id on the command line)" if missing == ["device_id"]
+           else "add the column(s)")
+    raise Invalid(f"line 1 (the CSV header): no {', '.join(missing)} column; it has {found}. "
+                  f"The header must be e.g. device_id,key,ts,value: {fix}", loc=["body", 1])
 
 
 async def import_stream(ingestor: Ingestor, organization_id: int | None,
@@ -177,19 +230,23 @@ async def import_stream(ingestor: Ingestor, organization_id: int | None,
                 values = next(csv.reader([line]))
                 if header is None:
                     header = [name.strip() for name in values]
-                    missing = {"key", "ts", "value"} - set(header)
-                    if missing or ("device_id" not in header and default_device is None):
-                        raise Invalid("the CSV header must name device_id (or pass device_id), "
-                                      f"key, ts and value; missing {sorted(missing)}",
-                                      loc=["body"])
+                    _check_header(header, default_device)
                     continue
+                if len(values) > len(header):
+                    raise ValueError(f"{len(values)} fields but the header names "
+                                     f"{len(header)} columns; quote a value holding a comma")
                 record = dict(zip(header, values))
             else:
                 record = orjson.loads(line)
                 if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
+                    raise ValueError('not a JSON object; each line is one reading, e.g. '
+                                     '{"device_id": 1, "key": "temperature", '
+                                     '"ts": "2026-01-31T12:00:00Z", "value": 21.5}')
             device_id, reading = _parse_record(record, default_device)
-        except (ValueError, orjson.JSONDecodeError, csv.Error) as exc:
+        except orjson.JSONDecodeError as exc:
+            report.reject(line_number, f"not JSON ({exc}); each line is one JSON object")
+            continue
+        except (ValueError, csv.Error) as exc:
             report.reject(line_number, str(exc) or "invalid line")
             continue
         if device_id not in targets:

@@ -112,6 +112,17 @@ def test_any_ingestion_body_single_or_list(api, root, device, upstream):
         "humidity", "pressure", "temperature"]
 
 
+def test_an_upstreams_extra_fields_are_ignored_not_refused(api, root, device, upstream):
+    """Strict input is for what a user sends; an upstream service, which the connector's user
+    cannot change, may add fields of its own (an id, a quality flag) to each point."""
+    now = int(time.time())
+    url = upstream.answer("/extra", [{"time": now - 5, "value": LITTLE, "id": 17,
+                                      "quality": "good"}])
+    answer = run(api, root, connector(api, root, device, url, key="level", format="bytes")["id"])
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["stored"], answer.json()["rejected"]) == (1, [])
+
+
 def test_big_endian_bytes_when_the_connector_says_so(api, root, device, upstream):
     now = int(time.time())
     url = upstream.answer("/big", [{"time": now - 1, "value": LITTLE[::-1]}])

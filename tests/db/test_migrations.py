@@ -174,7 +174,7 @@ _T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # The tables 0005 knew (later migrations add others).
 LATER_TABLES = {"relayed_events", "alert_rules", "alerts", "alert_pending",
                 "webhook_deliveries", "relay_peers", "relayed_readings",
-                "usage_counters"}
+                "usage_counters", "dashboards"}
 LATER_COLUMNS = {"reported_online"}  # devices, 0007
 LATER_COLUMNS |= {"headers", "timeout_seconds", "last_result", "newest_reading_at",
                   "next_run_at", "lease_until"}  # connectors, 0009

@@ -2,9 +2,11 @@
 stored is a 422 carrying the rejections on every path; readings by sensor id (body 7) store to
 that sensor of the caller's device only; the formats' field names never become sensors."""
 
+import time
+
 import pytest
 
-from tests.helpers import device_key
+from tests.helpers import device_key, eventually
 
 T = 1767268800  # 2026-01-01T12:00:00Z
 
@@ -138,3 +140,45 @@ def test_a_user_sends_readings_by_sensor_id_without_naming_the_device(two_tenant
     assert api.get("/readings", other, params={"sensor_id": theirs["id"]}).json()["items"] == []
     keys = api.post("/readings", root, json={"t": 1})
     assert keys.status_code == 422 and "device_id is required" in keys.json()["detail"]
+
+
+def test_an_unknown_field_is_a_422_naming_it_on_every_http_path(api, root, device, key):
+    """Strict input: ``timestmap`` must not silently mean "now"."""
+    for name, send in paths(api, root, device, key).items():
+        response = send({"sensor_type": "temperature", "value": 21.5, "timestmap": T})
+        assert response.status_code == 422, (name, response.text)
+        problem = response.json()
+        assert problem["detail"].startswith("unknown field 'timestmap'"), name
+        assert problem["errors"][0]["loc"] == ["body", "timestmap"], name
+    assert set(sensors_of(api, root, device)) == {"warmup"}
+
+
+def test_a_listed_reading_with_an_unknown_field_is_rejected_alone(api, root, device, key):
+    response = api.post("/readings", key, json=[
+        {"sensor_type": "temperature", "value": 21.5, "ts": T},
+        {"sensor_type": "humidity", "value": 40, "ts": T, "units": "%"}])
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["accepted"] == 1
+    assert [r["index"] for r in answer["rejected"]] == [1]
+    assert answer["rejected"][0]["reason"].startswith("unknown field 'units'")
+    assert set(sensors_of(api, root, device)) == {"temperature"}
+
+
+def _status(api, root, device) -> dict:
+    return api.get(f"/devices/{device['id']}/status", root).json()
+
+
+def test_readings_sent_with_the_device_key_are_contact_a_users_are_not(api, root, device, key):
+    """A device that only posts readings (no heartbeat) is online, with its last_seen, as one
+    publishing over MQTT is (written once a second)."""
+    other = api.device(root)
+    assert api.post("/readings", root, params={"device_id": other["id"]},
+                    json={"ts": T, "values": {"t": 1}}).status_code == 202
+    assert _status(api, root, device)["online"] is False
+    for _ in range(2):  # the route, then the fast path
+        assert api.post("/readings", key, json={"temperature": 21.5}).status_code == 202
+    eventually(lambda: _status(api, root, device)["online"], timeout=5)
+    assert _status(api, root, device)["last_seen"] is not None
+    time.sleep(1.5)  # a presence flush has run since the user's readings
+    assert _status(api, root, other)["online"] is False

@@ -152,6 +152,22 @@ def test_events_from_before_a_process_started_are_not_replayed(database_url):
     assert run(scenario()) == [Changed(11)]
 
 
+def test_a_relay_stops_even_when_a_heartbeat_was_asked_for_at_that_moment(database_url):
+    # Python 3.11's asyncio.wait_for swallows a cancellation that meets its awaitable's
+    # completion: a newcomer's heartbeat landing as the process stopped kept the relay's
+    # heartbeat loop alive for ever, and shutdown hung (seen once in CI, 300 s).
+    async def scenario():
+        async with Process(database_url) as a:
+            for _ in range(3):
+                await asyncio.sleep(0.3)  # its heartbeat sent, waiting for the next
+                a.relay._beat_now.set()
+                async with asyncio.timeout(5):
+                    await a.relay.stop()
+                await a.relay.start()
+
+    run(scenario())
+
+
 def test_an_event_this_process_cannot_read_makes_its_caches_stale(database_url):
     unknown = '[{"event":"from.a.newer.version","data":{}}]'
 

@@ -1,26 +1,16 @@
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from telemetra.app import create_app
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, make_settings
-from tests.helpers import Api
+from tests.helpers import (
+    Api,
+    eventually,  # noqa: F401  (re-exported to the tests here)
+)
 from tests.mosquitto import Broker
-
-
-def eventually(check: Callable[[], object], timeout: float = 10, interval: float = 0.05):
-    """Wait until ``check()`` is truthy and return it; fail with its last value otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -217,3 +217,22 @@ def test_a_message_nothing_of_which_can_be_stored_is_counted_rejected_and_acknow
                             params={"level": "warning"}).json()["items"]
     assert any("no reading of the body can be stored" in line["message"] for line in logs)
     publisher.close()
+
+
+def test_an_unknown_field_is_refused_naming_it_as_over_http(platform: Platform, broker):
+    """Strict input over MQTT: the message is rejected, counted under "unknown field" and
+    written to the device's log with the field's name; in a list, that item alone."""
+    device = platform.api.device(platform.root)
+    publisher = Device(broker)
+    topic = platform.topic(device["id"], "readings")
+    publisher.publish(topic, {"sensor_type": "t", "value": 1, "timestmap": NOW - 5})
+    publisher.publish(topic, [{"sensor_type": "h", "value": 2, "ts": NOW - 5},
+                              {"sensor_type": "p", "value": 3, "ts": NOW - 5, "units": "hPa"}])
+    metrics = platform.wait_handled(2)
+    assert metrics["rejected_by_reason"] == {"unknown field": 1}
+    assert metrics["readings_rejected"] == 1  # the listed one; the whole message is counted apart
+    assert [r["key"] for r in platform.readings(device["id"])] == ["h"]
+    logs = platform.api.get(f"/devices/{device['id']}/logs", platform.root,
+                            params={"level": "warning"}).json()["items"]
+    assert any("unknown field 'timestmap'" in line["message"] for line in logs)
+    publisher.close()

@@ -23,7 +23,7 @@ def test_import_then_export_round_trip(api, root, settings, tmp_path):
     imported = run(settings, "import", str(data))
     assert imported.returncode == 1  # one line was rejected, and it says which
     assert "accepted 500, duplicates 0, rejected 1" in imported.stdout
-    assert "line 502: ts missing or not a time" in imported.stderr
+    assert "line 502: ts: 'not-a-time' is not a time; use ISO 8601" in imported.stderr
     assert len(api.get("/readings", root, params={"device_id": device["id"],
                                                   "limit": 1000}).json()["items"]) == 500
 

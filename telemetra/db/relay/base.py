@@ -15,6 +15,7 @@ get it a moment later, or forget everything if they missed it).
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -126,7 +127,8 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         try:
-            await asyncio.wait_for(self._leave(), 2)
+            async with asyncio.timeout(2):
+                await self._leave()
         except Exception as exc:  # others forget this process at expiry anyway
             log.warning("could not tell other processes this one stops (%s)",
                         exc.__class__.__name__)
@@ -213,10 +215,9 @@ class Relay:
                                 exc.__class__.__name__)
                 failing = True
             self._beat_now.clear()
-            try:
-                await asyncio.wait_for(self._beat_now.wait(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    await self._beat_now.wait()
 
     async def _open(self) -> None:
         raise NotImplementedError

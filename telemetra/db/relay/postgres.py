@@ -90,7 +90,8 @@ class PostgresRelay(Relay):
                     return set(waiting)
                 acked.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(acked.wait(), min(left, ACK_POLL_SECONDS))
+                    async with asyncio.timeout(min(left, ACK_POLL_SECONDS)):
+                        await acked.wait()
         finally:
             self._pending.pop(token, None)
 
@@ -116,7 +117,8 @@ class PostgresRelay(Relay):
         self._parts.clear()
         if conn is not None and not conn.is_closed():
             try:
-                await asyncio.wait_for(conn.close(), 2)
+                async with asyncio.timeout(2):
+                    await conn.close()
             except Exception:
                 conn.terminate()
 
@@ -130,7 +132,8 @@ class PostgresRelay(Relay):
                 await conn.execute("SELECT pg_notify($1, $2)", PEERS_CHANNEL, payload)
 
         # Bounded: a stalled connection must not hold heartbeats, acks or a shutdown.
-        await asyncio.wait_for(send(), CONTROL_SECONDS)
+        async with asyncio.timeout(CONTROL_SECONDS):
+            await send()
 
     async def _beat(self) -> None:
         now = time.monotonic()
@@ -223,8 +226,10 @@ class PostgresRelay(Relay):
         """Return when the listening connection is gone (closed, or unanswered pings)."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), PING_SECONDS)
+                async with asyncio.timeout(PING_SECONDS):
+                    await self._lost.wait()
             if self._lost.is_set() or self._conn.is_closed():
                 return
             async with self._lock:
-                await asyncio.wait_for(self._conn.fetchval("SELECT 1"), PING_SECONDS)
+                async with asyncio.timeout(PING_SECONDS):
+                    await self._conn.fetchval("SELECT 1")

@@ -1,0 +1,1 @@
+"""Sample data: ``telemetra demo`` fills an organization with a realistic month."""
