@@ -135,3 +135,21 @@ def test_a_full_queue_drops_batches_and_counts_them(database_url, redis_url, mon
     dropped, values = asyncio.run(scenario())
     assert dropped == 7
     assert values == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("redis_url", ["redis"], indirect=True)
+def test_a_process_listens_on_redis_before_it_can_ask_for_readings(database_url, redis_url):
+    """Once started, a process's channel has its subscriber: a peer that hears the process's
+    interest and sends at once finds it listening (a race seen under load in the suite)."""
+    import redis.asyncio as redis
+
+    async def scenario():
+        client = redis.Redis.from_url(redis_url)
+        try:
+            async with Process(database_url, redis_url) as a:
+                channel = readings_module.RedisTransport.channel(a.relay.origin)
+                return await client.pubsub_numsub(channel)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario())[0][1] == 1

@@ -44,6 +44,7 @@ PG_PART_BYTES = 7_900
 KEEP_SECONDS = 30.0
 POLL_SECONDS = 0.05
 BACKOFF_SECONDS = (0.1, 5.0)
+SUBSCRIBE_SECONDS = 5.0  # how long start waits for its Redis channel (down: it goes on)
 
 
 def only(batch: ReadingsCommitted, organizations: frozenset[int]) -> ReadingsCommitted | None:
@@ -172,6 +173,7 @@ class RedisTransport:
         self.url = url
         self._client = None
         self._task: asyncio.Task | None = None
+        self._tried = asyncio.Event()  # the first subscription worked, or failed
 
     @staticmethod
     def channel(origin: str) -> str:
@@ -183,6 +185,11 @@ class RedisTransport:
         self._client = redis.Redis.from_url(self.url)
         self._task = asyncio.create_task(self._listen(self.channel(origin), deliver),
                                          name="readings-redis")
+        # Subscribed before this process can ask for readings: what a peer sends on hearing
+        # the interest must find the channel listened to, not be lost before it is.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SUBSCRIBE_SECONDS):
+                await self._tried.wait()
 
     async def _listen(self, channel: str, deliver) -> None:
         delay = BACKOFF_SECONDS[0]
@@ -190,6 +197,7 @@ class RedisTransport:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
+                self._tried.set()
                 delay = BACKOFF_SECONDS[0]
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
@@ -198,6 +206,7 @@ class RedisTransport:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._tried.set()
                 log.warning("redis subscription lost (%s); again in %.1fs",
                             exc.__class__.__name__, delay)
                 await asyncio.sleep(delay)
