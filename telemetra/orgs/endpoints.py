@@ -21,5 +21,10 @@ async def update_my_organization(body: OrganizationUpdate, conn: ConnDep, user: 
 @router.get("/me/usage", response_model=Usage, summary="Usage against the plan's limits")
 async def get_my_usage(conn: ConnDep, user: CurrentUser, request: Request):
     meter = getattr(request.app.state, "usage", None)
-    unflushed = meter.unflushed(user.organization_id) if meter is not None else (0, {})
-    return await service.usage(conn, user.organization_id, unflushed)
+    if meter is None:
+        return await service.usage(conn, user.organization_id)
+    # The table and this process's unflushed counts, together: under the meter's lock, and
+    # on a fresh connection (the request's own may hold a SQLite snapshot from before a flush).
+    async with meter.consistent, request.app.state.engine.connect() as fresh:
+        return await service.usage(fresh, user.organization_id,
+                                   meter.unflushed(user.organization_id))

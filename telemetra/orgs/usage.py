@@ -14,6 +14,7 @@ counted at once).
 query for it on first sight, and after its plan changed).
 """
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -63,6 +64,11 @@ class UsageMeter:
         self._day = epoch_day()
         self._counted: Counter[tuple[int, int]] = Counter()  # (org, day) -> stored, unflushed
         self._flushing: Counter[tuple[int, int]] = Counter()  # being added to the table now
+        # Added to the table, not yet in ``_shared``: the quota counts them until it is read.
+        self._committed: Counter[tuple[int, int]] = Counter()
+        # Held while the table and the unflushed counts change together (``flush``), and while
+        # the usage endpoint reads both, so it never counts a flush twice or not at all.
+        self.consistent = asyncio.Lock()
         # (org, device, day) -> [rate_limited, quota_exceeded] bodies, unflushed
         self._rejected: dict[tuple[int, int, int], list[int]] = {}
         self._flushing_rejected: dict[tuple[int, int, int], list[int]] = {}
@@ -85,7 +91,7 @@ class UsageMeter:
             self._new_day(day)
         key = (organization_id, day)
         used = (self._shared.get(organization_id, 0) + self._counted.get(key, 0)
-                + self._flushing.get(key, 0))
+                + self._flushing.get(key, 0) + self._committed.get(key, 0))
         if used + n <= limit:
             return None
         self.rejected(organization_id, device_id, "quota_exceeded")
@@ -124,7 +130,7 @@ class UsageMeter:
 
     def unflushed(self, organization_id: int) -> tuple[int, dict[int, dict[str, int]]]:
         """This process's counts of today not yet in the table: readings stored, and bodies
-        refused by device."""
+        refused by device (hold ``consistent`` while reading the table too)."""
         day = epoch_day()
         key = (organization_id, day)
         readings = self._counted.get(key, 0) + self._flushing.get(key, 0)
@@ -146,26 +152,31 @@ class UsageMeter:
         day = epoch_day()
         if day != self._day:
             self._new_day(day)
-        self._flushing, self._counted = self._counted, Counter()
-        self._flushing_rejected, self._rejected = self._rejected, {}
-        try:
-            rows = self._rows(self._flushing, self._flushing_rejected)
-            if rows:
-                async with write_transaction(self.engine) as conn:
-                    wanted = sorted({org for org, _, _ in rows})
-                    alive = set((await conn.scalars(select(organizations.c.id)
-                                                    .where(organizations.c.id.in_(wanted)))))
-                    for key in sorted(rows):  # one order: no deadlock between processes
-                        if key[0] in alive:  # an organization deleted meanwhile: dropped
-                            await conn.execute(self._upsert(conn.dialect.name, key, rows[key]))
-        except BaseException:
-            self._counted.update(self._flushing)
-            for key, (rate, quota) in self._flushing_rejected.items():
-                counts = self._rejected.setdefault(key, [0, 0])
-                counts[0] += rate
-                counts[1] += quota
-            self._flushing, self._flushing_rejected = Counter(), {}
-            raise
+        async with self.consistent:
+            self._flushing, self._counted = self._counted, Counter()
+            self._flushing_rejected, self._rejected = self._rejected, {}
+            try:
+                rows = self._rows(self._flushing, self._flushing_rejected)
+                if rows:
+                    async with write_transaction(self.engine) as conn:
+                        wanted = sorted({org for org, _, _ in rows})
+                        alive = set((await conn.scalars(
+                            select(organizations.c.id).where(organizations.c.id.in_(wanted)))))
+                        for key in sorted(rows):  # one order: no deadlock between processes
+                            if key[0] in alive:  # an organization deleted meanwhile: dropped
+                                await conn.execute(
+                                    self._upsert(conn.dialect.name, key, rows[key]))
+            except BaseException:
+                self._counted.update(self._flushing)
+                for key, (rate, quota) in self._flushing_rejected.items():
+                    counts = self._rejected.setdefault(key, [0, 0])
+                    counts[0] += rate
+                    counts[1] += quota
+                self._flushing, self._flushing_rejected = Counter(), {}
+                raise
+            # In the table now: no longer unflushed, still counted by the quota until read.
+            self._committed, self._flushing = self._flushing, Counter()
+            self._flushing_rejected = {}
         if time.monotonic() - self._limits_since > LIMITS_SECONDS:
             self._limits_since = time.monotonic()
             self._limits = {}
@@ -181,13 +192,12 @@ class UsageMeter:
                 self._shared = {org: totals.get(org, 0) for org in limited}
         except BaseException:
             # Flushed, not read back: what was flushed stays in the view until the next read.
-            for (org, of_day), n in self._flushing.items():
+            for (org, of_day), n in self._committed.items():
                 if of_day == day:
                     self._shared[org] = self._shared.get(org, 0) + n
             raise
         finally:
-            self._flushing = Counter()
-            self._flushing_rejected = {}
+            self._committed = Counter()
 
     @staticmethod
     def _rows(counted, rejected) -> dict[tuple[int, int, int], list[int]]:

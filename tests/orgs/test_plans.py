@@ -143,3 +143,23 @@ def test_new_organizations_get_the_default_plan(database_url):
             device = api.device(owner)
             assert api.post("/readings", device_key(device["api_key"]),
                             json={"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}).status_code == 202
+
+
+def test_usage_counts_each_reading_once_while_flushes_run(database_url):
+    """A flush adds this process's counts to the table while usage is read: each answer has
+    every reading stored so far exactly once (it said 4 of 3 when a read fell between a
+    flush's commit and its bookkeeping)."""
+    plans = {"roomy": {"readings_per_day": 10_000}}
+    settings = make_settings(database_url, plans=plans, usage_flush_seconds=0.01)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        api = Api(client)
+        root = api.login(ADMIN_USERNAME, ADMIN_PASSWORD)
+        org = api.get("/organizations/me", root).json()
+        api.put(f"/admin/organizations/{org['id']}/plan", root, json={"plan": "roomy"})
+        key = device_key(api.device(root)["api_key"])
+        seen = []
+        for n in range(1, 61):
+            assert api.post("/readings", key, json={f"k{n}": n}).status_code == 202
+            for _ in range(3):
+                seen.append((n, api.get("/organizations/me/usage", root).json()["readings_today"]))
+        assert [s for s in seen if s[0] != s[1]] == []
