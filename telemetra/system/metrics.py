@@ -27,7 +27,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MULTIPROCESS = bool(os.environ.get(MULTIPROC_ENV))  # as prometheus-client saw it at import
@@ -95,9 +94,15 @@ def exposition() -> bytes:
 
 def totals() -> dict[str, float]:
     """Every process's totals that the people's view makes rates of: HTTP requests, and
-    readings stored by transport."""
+    readings stored by transport (from the two families' samples, not a rendered scrape)."""
+    if MULTIPROCESS:  # blocking file reads: call it off the loop
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        families = registry.collect()
+    else:
+        families = [*HTTP_REQUEST_DURATION.collect(), *_READINGS_INGESTED.collect()]
     found = {"requests": 0.0, **{f"readings_{t}": 0.0 for t in TRANSPORTS}}
-    for family in text_string_to_metric_families(exposition().decode()):
+    for family in families:
         if family.name == "telemetra_http_request_duration_seconds":
             found["requests"] = sum(s.value for s in family.samples
                                     if s.name.endswith("_count"))
