@@ -117,17 +117,42 @@ SHUTDOWN_STEP_SECONDS = 15
 
 
 async def _stopping(what: str, step) -> None:
-    """One step of shutting down, bounded: a step that fails or hangs is logged, naming it,
-    and the others still run (a process that never exits is worse than one step cut short;
-    what was acknowledged is committed before any of these)."""
+    """One step of shutting down, bounded: a step that fails or hangs is logged, naming it
+    (and, hung, where every task waits), and the others still run (a process that never
+    exits is worse than one step cut short; what was acknowledged is committed before any of
+    these)."""
+    task = asyncio.ensure_future(step)
     try:
-        async with asyncio.timeout(SHUTDOWN_STEP_SECONDS):
-            await step
-    except TimeoutError:
-        log.error("shutting down: %s did not stop in %d s; going on without it", what,
-                  SHUTDOWN_STEP_SECONDS)
-    except Exception:
-        log.warning("shutting down: %s failed", what, exc_info=True)
+        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_STEP_SECONDS)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        log.error("shutting down: %s did not stop in %d s; going on without it; where the "
+                  "tasks wait:\n%s", what, SHUTDOWN_STEP_SECONDS, _task_stacks())
+        task.cancel()
+        await asyncio.wait({task})
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("shutting down: %s failed", what, exc_info=task.exception())
+
+
+def _task_stacks() -> str:
+    """Where each of this loop's other tasks waits (its chain of awaits, innermost last), for
+    the log of a step that hung."""
+    lines = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        lines.append(f"task {task.get_name()}:")
+        coro = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            lines.append(f"  {frame.f_code.co_qualname} ({frame.f_code.co_filename}:"
+                         f"{frame.f_lineno})")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return "\n".join(lines)
 
 
 async def _commands_are_polled(device_id: int) -> None:

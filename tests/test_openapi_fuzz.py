@@ -53,7 +53,7 @@ from tests.helpers import API, unique
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Skipped test cases with unsupported payload media types:UserWarning")
 
-MAX_EXAMPLES = 25  # Hypothesis examples per operation (plus Schemathesis' coverage cases)
+MAX_EXAMPLES = 10  # Hypothesis examples per operation (plus Schemathesis' coverage cases)
 
 LOGOUT = ("POST", f"{API}/auth/logout")
 # Operations that could end the superadmin's session (password change, deactivating or
