@@ -122,6 +122,7 @@ async def _stopping(what: str, step) -> None:
     exits is worse than one step cut short; what was acknowledged is committed before any of
     these)."""
     task = asyncio.ensure_future(step)
+    task.set_name(f"shutdown step: {what}")
     try:
         done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_STEP_SECONDS)
     except asyncio.CancelledError:

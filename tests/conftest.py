@@ -15,10 +15,12 @@ nothing from the page cache either way).
 
 import asyncio
 import itertools
+import logging
 import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +48,24 @@ def _temporary_files_in_memory() -> None:
 
 
 _temporary_files_in_memory()
+
+
+class ShutdownStepHung(UserWarning):
+    """An in-process app's shutdown step that did not stop in time (``telemetra.app``)."""
+
+
+class _ShutdownHangs(logging.Handler):
+    """Such a step's log line (the step, and where every task waited) becomes a warning of
+    the test that shut the app down, so the run's summary names it instead of a teardown
+    that was only slow."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("shutting down:") and "did not stop in" in message:
+            warnings.warn(message, ShutdownStepHung, stacklevel=1)
+
+
+logging.getLogger("telemetra").addHandler(_ShutdownHangs(logging.ERROR))
 
 BACKENDS = ["sqlite", "postgresql"]
 ADMIN_USERNAME = "root"
