@@ -71,10 +71,14 @@ export async function renderDevice(main, id) {
     return chart;
   }
 
+  let loads = 0; // the range picked last wins, whichever answer arrives last
   async function loadCharts() {
+    const load = ++loads;
     history.replaceState(null, "", `${location.pathname}?range=${range.value}`);
     fill(mode, "loading…");
-    series = await loadSeries({ device_id: deviceId, range: range.value });
+    const loaded = await loadSeries({ device_id: deviceId, range: range.value });
+    if (load !== loads) return; // another range was picked meanwhile
+    series = loaded;
     sensors.forEach((s, i) => chartFor(s, i).set(series.byKey.get(s.key) || []));
     fill(mode, series.mode === "raw" ? "every reading, live"
       : `${series.fn} per ${series.interval} (aggregated)`);
