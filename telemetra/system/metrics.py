@@ -83,22 +83,23 @@ async def refresh(state) -> None:
     await asyncio.to_thread(state.rates.take)
 
 
+def _every_process() -> CollectorRegistry:
+    """Every worker's values, read from the multiprocess directory (blocking file reads)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 def exposition() -> bytes:
     """The text a scrape gets (blocking file reads in multiprocess mode: call it off the loop)."""
-    if MULTIPROCESS:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+    return generate_latest(_every_process() if MULTIPROCESS else REGISTRY)
 
 
 def totals() -> dict[str, float]:
     """Every process's totals that the people's view makes rates of: HTTP requests, and
     readings stored by transport (from the two families' samples, not a rendered scrape)."""
     if MULTIPROCESS:  # blocking file reads: call it off the loop
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        families = registry.collect()
+        families = _every_process().collect()
     else:
         families = [*HTTP_REQUEST_DURATION.collect(), *_READINGS_INGESTED.collect()]
     found = {"requests": 0.0, **{f"readings_{t}": 0.0 for t in TRANSPORTS}}

@@ -22,13 +22,18 @@ def api(database_url) -> Iterator[Api]:
         yield Api(client)
 
 
+def on_plan(api: Api, root, plan: str) -> dict:
+    """The caller's organization, put on ``plan``."""
+    org = api.get("/organizations/me", root).json()
+    response = api.put(f"/admin/organizations/{org['id']}/plan", root, json={"plan": plan})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @pytest.fixture
 def tiny(api, root) -> dict:
     """The default organization, put on the tiny plan."""
-    org = api.get("/organizations/me", root).json()
-    response = api.put(f"/admin/organizations/{org['id']}/plan", root, json={"plan": "tiny"})
-    assert response.status_code == 200, response.text
-    return response.json()
+    return on_plan(api, root, "tiny")
 
 
 def rule(name: str) -> dict:
@@ -104,8 +109,7 @@ def test_usage_survives_a_restart(database_url):
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         api = Api(client)
         root = api.login(ADMIN_USERNAME, ADMIN_PASSWORD)
-        org = api.get("/organizations/me", root).json()
-        api.put(f"/admin/organizations/{org['id']}/plan", root, json={"plan": "tiny"})
+        on_plan(api, root, "tiny")
         device = api.device(root)
         assert api.post("/readings", device_key(device["api_key"]),
                         json={"a": 1, "b": 2, "c": 3, "d": 4}).status_code == 202
@@ -154,8 +158,7 @@ def test_usage_counts_each_reading_once_while_flushes_run(database_url):
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         api = Api(client)
         root = api.login(ADMIN_USERNAME, ADMIN_PASSWORD)
-        org = api.get("/organizations/me", root).json()
-        api.put(f"/admin/organizations/{org['id']}/plan", root, json={"plan": "roomy"})
+        on_plan(api, root, "roomy")
         key = device_key(api.device(root)["api_key"])
         seen = []
         for n in range(1, 61):
